@@ -1,0 +1,88 @@
+#include "base/bytes.h"
+
+#include <sodium.h>
+
+#include <cstdlib>
+
+namespace custos {
+
+std::string ToHex(ByteView b) {
+  static const char kDigits[] = "0123456789abcdef";
+  std::string s;
+  s.resize(b.size() * 2);
+  for (size_t i = 0; i < b.size(); ++i) {
+    s[2 * i] = kDigits[b[i] >> 4];
+    s[2 * i + 1] = kDigits[b[i] & 15];
+  }
+  return s;
+}
+
+static int HexValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+std::optional<Bytes> FromHex(std::string_view s) {
+  if (s.size() % 2 != 0) return std::nullopt;
+  Bytes out(s.size() / 2);
+  for (size_t i = 0; i < out.size(); ++i) {
+    int hi = HexValue(s[2 * i]), lo = HexValue(s[2 * i + 1]);
+    if (hi < 0 || lo < 0) return std::nullopt;
+    out[i] = uint8_t(hi << 4 | lo);
+  }
+  return out;
+}
+
+bool IsLowerHex(std::string_view s) {
+  for (char c : s) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  }
+  return true;
+}
+
+std::string Base64Encode(ByteView b) {
+  std::string out(sodium_base64_encoded_len(b.size(), sodium_base64_VARIANT_ORIGINAL), '\0');
+  sodium_bin2base64(out.data(), out.size(), b.data(), b.size(), sodium_base64_VARIANT_ORIGINAL);
+  out.resize(std::strlen(out.c_str()));
+  return out;
+}
+
+std::optional<Bytes> Base64Decode(std::string_view s) {
+  Bytes out(s.size() / 4 * 3 + 3);
+  size_t len = 0;
+  const char* end = nullptr;
+  if (sodium_base642bin(out.data(), out.size(), s.data(), s.size(), nullptr, &len, &end,
+                        sodium_base64_VARIANT_ORIGINAL) != 0 ||
+      end != s.data() + s.size()) {
+    return std::nullopt;
+  }
+  out.resize(len);
+  return out;
+}
+
+std::optional<Id> Id::FromHex(std::string_view hex) {
+  if (hex.size() != 64) return std::nullopt;
+  auto b = custos::FromHex(hex);
+  if (!b) return std::nullopt;
+  return FromView(*b);
+}
+
+Id Id::FromView(ByteView b) {
+  if (b.size() != kSize) std::abort();
+  Id id;
+  std::memcpy(id.bytes.data(), b.data(), kSize);
+  return id;
+}
+
+bool Id::IsZero() const {
+  for (uint8_t c : bytes) {
+    if (c) return false;
+  }
+  return true;
+}
+
+void SecureWipe(void* p, size_t n) { sodium_memzero(p, n); }
+
+}  // namespace custos

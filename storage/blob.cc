@@ -1,0 +1,100 @@
+#include "storage/blob.h"
+
+#include <zstd.h>
+
+#include <cstdlib>
+#include <memory>
+
+#include "storage/format.h"
+
+namespace custos::storage {
+namespace {
+
+// Blobs this small are stored uncompressed: zstd's frame overhead eats the gain.
+constexpr size_t kMinCompressSize = 64;
+
+Bytes BlobAd(const PackEntry& e) {
+  Bytes ad(kBlobAd.begin(), kBlobAd.end());
+  ad.push_back(uint8_t(e.type));
+  ad.push_back(uint8_t(e.compression));
+  Append(ad, e.id.bytes);
+  return ad;
+}
+
+struct CCtxFree {
+  void operator()(ZSTD_CCtx* c) const { ZSTD_freeCCtx(c); }
+};
+struct DCtxFree {
+  void operator()(ZSTD_DCtx* c) const { ZSTD_freeDCtx(c); }
+};
+
+}  // namespace
+
+const char* BlobTypeName(BlobType t) { return t == BlobType::kTree ? "tree" : "data"; }
+
+EncodedBlob EncodeBlob(const Key32& data_key, BlobType type, ByteView plaintext, int zstd_level) {
+  return EncodeBlob(data_key, type, plaintext, Sha256(plaintext), zstd_level);
+}
+
+EncodedBlob EncodeBlob(const Key32& data_key, BlobType type, ByteView plaintext, const Id& id,
+                       int zstd_level) {
+  if (plaintext.size() > kMaxBlobSize) std::abort();  // callers split before this
+  EncodedBlob out;
+  out.entry.id = id;
+  out.entry.type = type;
+  out.entry.raw_length = uint32_t(plaintext.size());
+  Bytes compressed;
+  ByteView payload = plaintext;
+  if (zstd_level > 0 && plaintext.size() >= kMinCompressSize) {
+    thread_local std::unique_ptr<ZSTD_CCtx, CCtxFree> cctx(ZSTD_createCCtx());
+    compressed.resize(ZSTD_compressBound(plaintext.size()));
+    size_t n = ZSTD_compressCCtx(cctx.get(), compressed.data(), compressed.size(), plaintext.data(),
+                                 plaintext.size(), zstd_level);
+    // Keep the compressed form only when it saves at least 1/32 of the size:
+    // below that, decompression costs more than the bytes saved.
+    if (!ZSTD_isError(n) && n < plaintext.size() - plaintext.size() / 32) {
+      compressed.resize(n);
+      payload = compressed;
+      out.entry.compression = Compression::kZstd;
+    }
+  }
+  Bytes ad = BlobAd(out.entry);
+  out.box.reserve(payload.size() + kBoxOverhead);
+  SealAppend(data_key, payload, ad, out.box);
+  out.entry.stored_length = uint32_t(out.box.size());
+  return out;
+}
+
+Result<Bytes> DecodeBlob(const Key32& data_key, const PackEntry& entry, ByteView box) {
+  auto opened = Open(data_key, box, BlobAd(entry));
+  if (!opened.ok()) return opened.status().Annotate("blob " + entry.id.Hex());
+  Bytes plain;
+  if (entry.compression == Compression::kNone) {
+    plain = std::move(opened).value();
+  } else if (entry.compression == Compression::kZstd) {
+    thread_local std::unique_ptr<ZSTD_DCtx, DCtxFree> dctx(ZSTD_createDCtx());
+    unsigned long long size = ZSTD_getFrameContentSize(opened->data(), opened->size());
+    if (size == ZSTD_CONTENTSIZE_ERROR || size == ZSTD_CONTENTSIZE_UNKNOWN || size > kMaxBlobSize) {
+      return CorruptionError("blob " + entry.id.Hex() + ": bad zstd frame header");
+    }
+    plain.resize(size_t(size));
+    size_t n = ZSTD_decompressDCtx(dctx.get(), plain.data(), plain.size(), opened->data(),
+                                   opened->size());
+    if (ZSTD_isError(n) || n != size) {
+      return CorruptionError("blob " + entry.id.Hex() + ": does not decompress");
+    }
+  } else {
+    return CorruptionError("blob " + entry.id.Hex() + ": unknown compression " +
+                           std::to_string(int(entry.compression)));
+  }
+  if (entry.raw_length != kUnknownRawLength && plain.size() != entry.raw_length) {
+    return CorruptionError("blob " + entry.id.Hex() + ": length " + std::to_string(plain.size()) +
+                           " differs from recorded " + std::to_string(entry.raw_length));
+  }
+  if (Sha256(plain) != entry.id) {
+    return IntegrityError("blob " + entry.id.Hex() + ": content does not hash to its ID");
+  }
+  return plain;
+}
+
+}  // namespace custos::storage

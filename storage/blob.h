@@ -1,0 +1,52 @@
+// Blobs: the unit of deduplication. A blob's ID is the SHA-256 of its
+// plaintext. On disk a blob is zstd-compressed (unless that does not save
+// space) and sealed in a box whose associated data binds its ID, type and
+// compression (doc/formats/repository.md, "Blobs").
+//
+// Thread-safety: EncodeBlob and DecodeBlob are pure and thread-safe.
+#pragma once
+
+#include <cstdint>
+
+#include "base/bytes.h"
+#include "base/crypto.h"
+#include "base/status.h"
+
+namespace custos::storage {
+
+enum class BlobType : uint8_t { kData = 0, kTree = 1 };
+enum class Compression : uint8_t { kNone = 0, kZstd = 1 };
+const char* BlobTypeName(BlobType t);
+
+constexpr uint32_t kUnknownRawLength = ~uint32_t(0);
+
+// Where a blob lives in a pack, as the pack header and index record it.
+struct PackEntry {
+  Id id;
+  BlobType type = BlobType::kData;
+  Compression compression = Compression::kNone;
+  uint32_t offset = 0;         // from the start of the pack file
+  uint32_t stored_length = 0;  // the box's length
+  uint32_t raw_length = 0;     // plaintext length, or kUnknownRawLength
+};
+
+// A blob ready to be appended to a pack.
+struct EncodedBlob {
+  PackEntry entry;  // offset is set by the pack builder
+  Bytes box;
+};
+
+// Compresses (zstd at `zstd_level`; 0 disables) and seals `plaintext`.
+// `id` must be Sha256(plaintext); pass it when the caller already hashed.
+EncodedBlob EncodeBlob(const Key32& data_key, BlobType type, ByteView plaintext, const Id& id,
+                       int zstd_level);
+EncodedBlob EncodeBlob(const Key32& data_key, BlobType type, ByteView plaintext, int zstd_level);
+
+// Opens, decompresses and hashes a stored blob. The box is authenticated
+// with id, type and compression as associated data; raw_length is checked
+// unless it is kUnknownRawLength (the in-memory index does not keep it).
+// Corruption when the box does not authenticate or does not decompress;
+// Integrity when the plaintext does not hash to entry.id.
+Result<Bytes> DecodeBlob(const Key32& data_key, const PackEntry& entry, ByteView box);
+
+}  // namespace custos::storage

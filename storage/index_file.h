@@ -1,0 +1,37 @@
+// Index files: immutable, encrypted lists of (pack, entries), named by the
+// SHA-256 of their bytes (doc/formats/repository.md, "Index files").
+// An index file may name older index files it supersedes (written by a
+// future compaction; a reader ignores superseded files).
+//
+// Thread-safety: pure functions.
+#pragma once
+
+#include <vector>
+
+#include "base/bytes.h"
+#include "base/crypto.h"
+#include "base/status.h"
+#include "storage/blob.h"
+
+namespace custos::storage {
+
+struct IndexPack {
+  Id pack;
+  std::vector<PackEntry> entries;
+};
+
+struct IndexFile {
+  std::vector<Id> supersedes;
+  std::vector<IndexPack> packs;
+};
+
+Bytes EncodeIndexFile(const Key32& data_key, const IndexFile& index);
+// Corruption on bad magic, failed authentication or malformed contents.
+Result<IndexFile> DecodeIndexFile(const Key32& data_key, ByteView file);
+
+// Snapshot envelopes: kSnapshotMagic || box(payload). The payload's format
+// belongs to the snapshot layer; storage only seals and opens it.
+Bytes EncodeSnapshotFile(const Key32& data_key, ByteView payload);
+Result<Bytes> DecodeSnapshotFile(const Key32& data_key, ByteView file);
+
+}  // namespace custos::storage

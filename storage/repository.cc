@@ -1,0 +1,477 @@
+#include "storage/repository.h"
+
+#include <pwd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+
+#include "storage/format.h"
+#include "storage/index_file.h"
+
+namespace custos::storage {
+namespace {
+
+// Write an index file once this many packs wait unindexed, so that an
+// interrupted long backup leaves most of its packs indexed and reusable.
+constexpr size_t kIndexEveryPacks = 16;
+
+std::string Hostname() {
+  char buf[256] = {};
+  if (gethostname(buf, sizeof buf - 1) != 0) return "unknown";
+  return buf;
+}
+
+std::string Username() {
+  if (passwd* pw = getpwuid(geteuid())) return pw->pw_name;
+  return "uid" + std::to_string(geteuid());
+}
+
+}  // namespace
+
+Actor Actor::FromProcess(const std::string& command) {
+  return Actor{Hostname(), Username(), command};
+}
+
+std::string Actor::Describe() const {
+  return "pid " + std::to_string(getpid()) + " " + user + "@" + host + " (" + command + ") since " +
+         NowRfc3339();
+}
+
+Repository::~Repository() = default;
+
+Result<InitResult> Repository::Init(std::unique_ptr<Backend> backend, const std::string& passphrase,
+                                    const InitOptions& options, const Actor& actor) {
+  RETURN_IF_ERROR(backend->Create());
+  RepoConfig c;
+  c.version = kFormatVersion;
+  c.id = ToHex(RandomKey());
+  c.created = NowRfc3339();
+  c.pack_size = options.pack_size ? options.pack_size : kDefaultPackSize;
+  if (c.pack_size < 4096 || c.pack_size > kMaxPackSize) {
+    return InvalidArgumentError("pack size must be between 4 KiB and 1 GiB");
+  }
+  c.zstd_level = options.zstd_level < 0 ? kDefaultZstdLevel : options.zstd_level;
+  if (c.zstd_level > 19) return InvalidArgumentError("zstd level must be 0..19");
+  // FastCDC bounds: 512 KiB / 1 MiB / 8 MiB (doc/formats/repository.md, "Chunking").
+  c.chunk_min = 512u << 10;
+  c.chunk_avg = 1u << 20;
+  c.chunk_max = 8u << 20;
+
+  Key32 master = RandomKey();
+  auto keys = std::make_unique<MasterKeys>(MasterKeys::FromMaster(master));
+  SecureWipe(master.data(), master.size());
+
+  std::unique_ptr<Repository> repo(new Repository());
+  repo->backend_ = std::move(backend);
+  repo->config_ = c;
+  repo->keys_ = std::move(keys);
+  // Take the writer lock before the first file exists.
+  auto lock = repo->backend_->LockWriter(actor.Describe());
+  if (!lock.ok()) return lock.status();
+  repo->lock_ = std::move(lock).value();
+
+  KeySlot meta;
+  meta.label = options.label;
+  meta.created = c.created;
+  meta.host = actor.host;
+  meta.user = actor.user;
+  ASSIGN_OR_RETURN(KeySlot slot, WrapMaster(repo->keys_->master, c.id, SlotKind::kPassphrase, passphrase,
+                                            options.kdf, meta));
+  InitResult result;
+  if (options.make_recovery_key) {
+    result.recovery_key = MakeRecoveryKey();
+    KeySlot rmeta = meta;
+    rmeta.label = "recovery key";
+    ASSIGN_OR_RETURN(KeySlot rslot, WrapMaster(repo->keys_->master, c.id, SlotKind::kRecovery,
+                                               result.recovery_key, options.kdf, rmeta));
+    RETURN_IF_ERROR(repo->SaveKeySlot(rslot));
+  }
+  RETURN_IF_ERROR(repo->SaveKeySlot(slot));
+  // The config goes last: a directory without it is not a repository, so an
+  // interrupted init can simply be run again in an emptied directory.
+  std::string config = EncodeSealedText(EncodeConfigBody(c), repo->keys_->mac);
+  RETURN_IF_ERROR(repo->backend_->Save(FileType::kConfig, "", AsBytes(config)));
+  repo->current_key_ = slot.id;
+  result.repo = std::move(repo);
+  return result;
+}
+
+Status Repository::SaveKeySlot(const KeySlot& slot) {
+  std::string text = EncodeSealedText(EncodeKeySlotBody(slot), keys_->mac);
+  return backend_->Save(FileType::kKey, slot.id, AsBytes(text));
+}
+
+Result<std::unique_ptr<Repository>> Repository::Open(std::unique_ptr<Backend> backend,
+                                                     const std::string& secret,
+                                                     const OpenOptions& options) {
+  auto config_bytes = backend->Load(FileType::kConfig, "");
+  if (!config_bytes.ok()) {
+    if (config_bytes.status().code() == Code::kNotFound) {
+      return NotFoundError("no repository at " + backend->Location());
+    }
+    return config_bytes.status();
+  }
+  ASSIGN_OR_RETURN(SealedText config_text, ParseSealedText(*config_bytes, "config"));
+  ASSIGN_OR_RETURN(RepoConfig config, DecodeConfigBody(config_text.body));
+
+  // Collect slots; a recovery-key-shaped secret tries recovery slots first
+  // (cheap), passphrases go to Argon2id slots.
+  std::vector<KeySlot> slots;
+  std::vector<Status> damaged;
+  RETURN_IF_ERROR(backend->List(FileType::kKey, [&](const FileInfo& fi) -> Status {
+    auto bytes = backend->Load(FileType::kKey, fi.name);
+    if (!bytes.ok()) {
+      damaged.push_back(bytes.status());
+      return Status::Ok();
+    }
+    auto text = ParseSealedText(*bytes, "key " + fi.name);
+    if (!text.ok()) {
+      damaged.push_back(text.status());
+      return Status::Ok();
+    }
+    auto slot = DecodeKeySlotBody(text->body);
+    if (!slot.ok()) {
+      damaged.push_back(slot.status().Annotate("key " + fi.name));
+      return Status::Ok();
+    }
+    slots.push_back(std::move(slot).value());
+    return Status::Ok();
+  }));
+  bool looks_recovery = ParseRecoveryKey(secret).has_value();
+  std::stable_sort(slots.begin(), slots.end(), [&](const KeySlot& a, const KeySlot& b) {
+    return (a.kind == SlotKind::kRecovery) == looks_recovery && (b.kind == SlotKind::kRecovery) != looks_recovery;
+  });
+  std::optional<Key32> master;
+  std::string used;
+  for (const auto& s : slots) {
+    if (s.kind == SlotKind::kRecovery && !looks_recovery) continue;
+    auto m = UnwrapMaster(s, config.id, secret);
+    if (m.ok()) {
+      master = *m;
+      used = s.id;
+      break;
+    }
+    if (m.status().code() != Code::kUnauthenticated) return m.status();
+  }
+  if (!master) {
+    std::string msg = "wrong passphrase: no key slot of " + backend->Location() + " opens with it";
+    if (!damaged.empty()) msg += " (" + std::to_string(damaged.size()) + " key slot(s) damaged: " + damaged[0].message() + ")";
+    return UnauthenticatedError(msg);
+  }
+  std::unique_ptr<Repository> repo(new Repository());
+  repo->backend_ = std::move(backend);
+  repo->config_ = config;
+  repo->keys_ = std::make_unique<MasterKeys>(MasterKeys::FromMaster(*master));
+  SecureWipe(master->data(), master->size());
+  repo->current_key_ = used;
+  RETURN_IF_ERROR(VerifySealedTextMac(config_text, repo->keys_->mac, "config"));
+  if (options.load_index) RETURN_IF_ERROR(repo->LoadIndex());
+  return repo;
+}
+
+Status Repository::LoadIndex() {
+  std::vector<std::pair<std::string, IndexFile>> files;
+  std::unordered_set<Id, IdHash> superseded;
+  RETURN_IF_ERROR(backend_->List(FileType::kIndex, [&](const FileInfo& fi) -> Status {
+    auto bytes = backend_->Load(FileType::kIndex, fi.name);
+    if (!bytes.ok()) {
+      index_errors_.push_back(bytes.status().Annotate("index " + fi.name));
+      return Status::Ok();
+    }
+    if (Sha256(*bytes).Hex() != fi.name) {
+      index_errors_.push_back(IntegrityError("index " + fi.name + ": content does not hash to its name"));
+      return Status::Ok();
+    }
+    auto decoded = DecodeIndexFile(keys_->data, *bytes);
+    if (!decoded.ok()) {
+      index_errors_.push_back(decoded.status().Annotate("index " + fi.name));
+      return Status::Ok();
+    }
+    for (const auto& s : decoded->supersedes) superseded.insert(s);
+    files.emplace_back(fi.name, std::move(decoded).value());
+    return Status::Ok();
+  }));
+  size_t total = 0;
+  for (const auto& [name, f] : files) {
+    if (superseded.count(*Id::FromHex(name))) continue;
+    for (const auto& p : f.packs) total += p.entries.size();
+  }
+  std::lock_guard<std::mutex> g(mu_);
+  index_.Reserve(total);
+  for (const auto& [name, f] : files) {
+    if (superseded.count(*Id::FromHex(name))) continue;
+    index_files_.push_back(name);
+    for (const auto& p : f.packs) {
+      uint32_t n = index_.AddPack(p.pack);
+      for (const auto& e : p.entries) index_.AddUnsorted(n, e);
+    }
+  }
+  index_.Finalize();
+  return Status::Ok();
+}
+
+std::vector<std::string> Repository::index_file_names() const {
+  std::lock_guard<std::mutex> g(mu_);
+  return index_files_;
+}
+
+Status Repository::LockForWrite(const Actor& actor) {
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    if (lock_) return Status::Ok();
+  }
+  ASSIGN_OR_RETURN(auto lock, backend_->LockWriter(actor.Describe()));
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    lock_ = std::move(lock);
+  }
+  RETURN_IF_ERROR(backend_->RemoveStaleTemporaries());
+  return IndexOrphanPacks();
+}
+
+bool Repository::HasWriterLock() const {
+  std::lock_guard<std::mutex> g(mu_);
+  return lock_ != nullptr;
+}
+
+Status Repository::IndexOrphanPacks() {
+  std::unordered_set<Id, IdHash> known;
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    for (uint32_t i = 0; i < index_.pack_count(); ++i) known.insert(index_.PackId(i));
+  }
+  std::vector<FileInfo> orphans;
+  RETURN_IF_ERROR(backend_->List(FileType::kPack, [&](const FileInfo& fi) -> Status {
+    auto id = Id::FromHex(fi.name);
+    if (id && !known.count(*id)) orphans.push_back(fi);
+    return Status::Ok();
+  }));
+  if (orphans.empty()) return Status::Ok();
+  std::lock_guard<std::mutex> g(mu_);
+  for (const auto& fi : orphans) {
+    uint64_t want = std::min<uint64_t>(fi.size, kPackTailGuess);
+    auto tail = backend_->Load(FileType::kPack, fi.name, fi.size - want, want);
+    if (!tail.ok()) continue;
+    auto need = PackTailLength(*tail, fi.size);
+    if (need.ok() && *need > tail->size()) {
+      tail = backend_->Load(FileType::kPack, fi.name, fi.size - *need, *need);
+      if (!tail.ok()) continue;
+    }
+    // A damaged orphan stays unindexed; `check` reports it.
+    auto entries = ParsePackHeader(keys_->data, *tail, fi.size);
+    if (!entries.ok()) continue;
+    Id pack = *Id::FromHex(fi.name);
+    uint32_t n = index_.AddPack(pack);
+    for (const auto& e : *entries) index_.Add(n, e);
+    unindexed_.push_back(IndexPack{pack, std::move(entries).value()});
+  }
+  return WriteIndexLocked();
+}
+
+bool Repository::KnowsBlob(const Id& id) const {
+  std::lock_guard<std::mutex> g(mu_);
+  return open_pack_ids_.count(id) || index_.Has(id);
+}
+
+Result<bool> Repository::AddBlob(BlobType type, ByteView plaintext) {
+  Id id = Sha256(plaintext);
+  if (KnowsBlob(id)) return false;
+  return AddEncodedBlob(EncodeBlob(keys_->data, type, plaintext, id, config_.zstd_level));
+}
+
+Result<bool> Repository::AddEncodedBlob(EncodedBlob blob) {
+  std::lock_guard<std::mutex> g(mu_);
+  if (!lock_) std::abort();  // writing without the writer lock is a bug
+  if (open_pack_ids_.count(blob.entry.id) || index_.Has(blob.entry.id)) return false;
+  open_pack_ids_.insert(blob.entry.id);
+  open_pack_.Add(std::move(blob));
+  if (open_pack_.size() >= config_.pack_size) {
+    RETURN_IF_ERROR(SavePackLocked());
+    if (unindexed_.size() >= kIndexEveryPacks) RETURN_IF_ERROR(WriteIndexLocked());
+  }
+  return true;
+}
+
+Status Repository::SavePackLocked() {
+  if (open_pack_.empty()) return Status::Ok();
+  PackBuilder::Finished f = open_pack_.Finish(keys_->data);
+  Status st = backend_->Save(FileType::kPack, f.id.Hex(), f.bytes);
+  if (!st.ok() && st.code() != Code::kAlreadyExists) {
+    // The blobs are lost from this session; forget them so a retry re-adds them.
+    open_pack_ids_.clear();
+    return st.Annotate("save pack " + f.id.Hex());
+  }
+  uint32_t n = index_.AddPack(f.id);
+  for (const auto& e : f.entries) index_.Add(n, e);
+  open_pack_ids_.clear();
+  unindexed_.push_back(IndexPack{f.id, std::move(f.entries)});
+  return Status::Ok();
+}
+
+Status Repository::WriteIndexLocked() {
+  if (unindexed_.empty()) return Status::Ok();
+  IndexFile file;
+  file.packs = unindexed_;
+  Bytes bytes = EncodeIndexFile(keys_->data, file);
+  std::string name = Sha256(bytes).Hex();
+  Status st = backend_->Save(FileType::kIndex, name, bytes);
+  if (!st.ok() && st.code() != Code::kAlreadyExists) return st.Annotate("save index " + name);
+  index_files_.push_back(name);
+  unindexed_.clear();
+  return Status::Ok();
+}
+
+Status Repository::Flush() {
+  std::lock_guard<std::mutex> g(mu_);
+  if (!lock_) std::abort();
+  RETURN_IF_ERROR(SavePackLocked());
+  return WriteIndexLocked();
+}
+
+Result<Id> Repository::SaveSnapshot(ByteView payload) {
+  RETURN_IF_ERROR(Flush());
+  Bytes file = EncodeSnapshotFile(keys_->data, payload);
+  Id id = Sha256(file);
+  RETURN_IF_ERROR(backend_->Save(FileType::kSnapshot, id.Hex(), file));
+  return id;
+}
+
+Result<KeySlot> Repository::AddKey(const std::string& passphrase, const Argon2Params& kdf,
+                                   const std::string& label, const Actor& actor) {
+  if (!HasWriterLock()) std::abort();
+  KeySlot meta;
+  meta.label = label;
+  meta.created = NowRfc3339();
+  meta.host = actor.host;
+  meta.user = actor.user;
+  ASSIGN_OR_RETURN(KeySlot slot, WrapMaster(keys_->master, config_.id, SlotKind::kPassphrase, passphrase, kdf, meta));
+  RETURN_IF_ERROR(SaveKeySlot(slot));
+  return slot;
+}
+
+Result<Repository::SlotListing> Repository::ListKeys() {
+  SlotListing out;
+  RETURN_IF_ERROR(backend_->List(FileType::kKey, [&](const FileInfo& fi) -> Status {
+    std::string what = "key " + fi.name;
+    auto bytes = backend_->Load(FileType::kKey, fi.name);
+    if (!bytes.ok()) {
+      out.problems.push_back(bytes.status().Annotate(what));
+      return Status::Ok();
+    }
+    auto text = ParseSealedText(*bytes, what);
+    if (!text.ok()) {
+      out.problems.push_back(text.status());
+      return Status::Ok();
+    }
+    Status mac = VerifySealedTextMac(*text, keys_->mac, what);
+    if (!mac.ok()) {
+      out.problems.push_back(mac);
+      return Status::Ok();
+    }
+    auto slot = DecodeKeySlotBody(text->body);
+    if (!slot.ok()) {
+      out.problems.push_back(slot.status().Annotate(what));
+      return Status::Ok();
+    }
+    if (slot->id != fi.name) {
+      out.problems.push_back(IntegrityError(what + ": records id " + slot->id));
+      return Status::Ok();
+    }
+    out.slots.push_back(std::move(slot).value());
+    return Status::Ok();
+  }));
+  std::sort(out.slots.begin(), out.slots.end(),
+            [](const KeySlot& a, const KeySlot& b) { return a.created < b.created || (a.created == b.created && a.id < b.id); });
+  return out;
+}
+
+Status Repository::RemoveKey(const std::string& id_prefix) {
+  if (!HasWriterLock()) std::abort();
+  if (id_prefix.empty()) return InvalidArgumentError("key id is empty");
+  std::vector<std::string> matches;
+  RETURN_IF_ERROR(backend_->List(FileType::kKey, [&](const FileInfo& fi) -> Status {
+    if (fi.name.rfind(id_prefix, 0) == 0) matches.push_back(fi.name);
+    return Status::Ok();
+  }));
+  if (matches.empty()) return NotFoundError("no key slot with id " + id_prefix);
+  if (matches.size() > 1) return InvalidArgumentError("key id prefix " + id_prefix + " is ambiguous");
+  if (matches[0] == current_key_) {
+    return InvalidArgumentError("key slot " + matches[0] +
+                                " is the one in use; open the repository with another key to remove it");
+  }
+  return backend_->Remove(FileType::kKey, matches[0]);
+}
+
+Result<KeySlot> Repository::ChangePassphrase(const std::string& passphrase, const Argon2Params& kdf,
+                                             const Actor& actor) {
+  // Write the new slot before removing the old one: at every moment at
+  // least one slot opens the repository.
+  std::string label = "passphrase";
+  auto listing = ListKeys();
+  if (listing.ok()) {
+    for (const auto& s : listing->slots) {
+      if (s.id == current_key_) label = s.label;
+    }
+  }
+  ASSIGN_OR_RETURN(KeySlot slot, AddKey(passphrase, kdf, label, actor));
+  std::string old = current_key_;
+  current_key_ = slot.id;
+  RETURN_IF_ERROR(backend_->Remove(FileType::kKey, old));
+  return slot;
+}
+
+bool Repository::HasBlob(const Id& id) const {
+  std::lock_guard<std::mutex> g(mu_);
+  return index_.Has(id);
+}
+
+std::optional<BlobLocation> Repository::FindBlob(const Id& id) const {
+  std::lock_guard<std::mutex> g(mu_);
+  return index_.Find(id);
+}
+
+Result<Bytes> Repository::ReadBlob(const Id& id) const {
+  auto loc = FindBlob(id);
+  if (!loc) return NotFoundError("blob " + id.Hex() + ": not in the index");
+  auto box = backend_->Load(FileType::kPack, loc->pack.Hex(), loc->entry.offset, loc->entry.stored_length);
+  if (!box.ok()) return box.status().Annotate("pack " + loc->pack.Hex() + ": blob " + id.Hex());
+  auto plain = DecodeBlob(keys_->data, loc->entry, *box);
+  if (!plain.ok()) return plain.status().Annotate("pack " + loc->pack.Hex());
+  return plain;
+}
+
+Result<std::vector<Id>> Repository::ListSnapshots() {
+  std::vector<Id> out;
+  RETURN_IF_ERROR(backend_->List(FileType::kSnapshot, [&](const FileInfo& fi) -> Status {
+    if (auto id = Id::FromHex(fi.name)) out.push_back(*id);
+    return Status::Ok();
+  }));
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+Result<Bytes> Repository::LoadSnapshot(const Id& id) {
+  ASSIGN_OR_RETURN(Bytes file, backend_->Load(FileType::kSnapshot, id.Hex()));
+  if (Sha256(file) != id) return IntegrityError("snapshot " + id.Hex() + ": content does not hash to its name");
+  auto payload = DecodeSnapshotFile(keys_->data, file);
+  if (!payload.ok()) return payload.status().Annotate("snapshot " + id.Hex());
+  return payload;
+}
+
+size_t Repository::BlobCount() const {
+  std::lock_guard<std::mutex> g(mu_);
+  return index_.size();
+}
+
+size_t Repository::PackCount() const {
+  std::lock_guard<std::mutex> g(mu_);
+  return index_.pack_count();
+}
+
+void Repository::ForEachIndexEntry(const std::function<void(const BlobLocation&)>& fn) const {
+  std::lock_guard<std::mutex> g(mu_);
+  index_.ForEach(fn);
+}
+
+}  // namespace custos::storage

@@ -1,0 +1,159 @@
+// Repository: the encrypted, deduplicated, crash-safe store of blobs and
+// snapshots on top of a Backend (doc/formats/repository.md).
+//
+// Write ordering (the crash-safety contract): packs are saved (fsynced)
+// before the index file that names them, and index files before the
+// snapshot that references their blobs. A snapshot file is the commit
+// point. A writer killed at any moment leaves only complete files: at worst
+// packs no index names, which the next writer indexes again on LockForWrite.
+//
+// One writer at a time: LockForWrite takes the backend's writer lock
+// (Busy if taken). Readers take no lock: they see every file that was
+// complete when they listed it.
+//
+// Thread-safety: all methods may be called from several threads at once.
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+#include "base/bytes.h"
+#include "base/crypto.h"
+#include "base/status.h"
+#include "storage/backend.h"
+#include "storage/blob.h"
+#include "storage/index.h"
+#include "storage/index_file.h"
+#include "storage/keys.h"
+#include "storage/pack.h"
+
+namespace custos::storage {
+
+struct InitOptions {
+  uint32_t pack_size = 0;  // 0: kDefaultPackSize
+  int zstd_level = -1;     // -1: kDefaultZstdLevel; 0: no compression
+  Argon2Params kdf;
+  bool make_recovery_key = true;
+  std::string label = "initial";
+};
+
+class Repository;
+
+struct InitResult {
+  std::unique_ptr<Repository> repo;
+  std::string recovery_key;  // empty unless make_recovery_key
+};
+
+struct OpenOptions {
+  bool load_index = true;
+};
+
+// Who the writer or key-slot creator is; filled from the process by default.
+struct Actor {
+  std::string host, user, command;
+  static Actor FromProcess(const std::string& command);
+  std::string Describe() const;  // "pid 12 user@host (command) since TIME"
+};
+
+class Repository {
+ public:
+  // Creates a new repository. AlreadyExists if one is there.
+  static Result<InitResult> Init(std::unique_ptr<Backend> backend, const std::string& passphrase,
+                                 const InitOptions& options, const Actor& actor);
+  // Opens with a passphrase or the recovery key. NotFound: no repository
+  // there. Unauthenticated: no slot opens with `secret`. Corruption /
+  // Integrity: the config is damaged or altered.
+  static Result<std::unique_ptr<Repository>> Open(std::unique_ptr<Backend> backend,
+                                                  const std::string& secret,
+                                                  const OpenOptions& options = {});
+  ~Repository();
+
+  const RepoConfig& config() const { return config_; }
+  const MasterKeys& keys() const { return *keys_; }
+  Backend& backend() { return *backend_; }
+  const std::string& current_key_id() const { return current_key_; }
+  // Index files that could not be loaded at Open (damaged); their blobs are
+  // unknown to this session. `check` reports them.
+  const std::vector<Status>& index_load_errors() const { return index_errors_; }
+  std::vector<std::string> index_file_names() const;
+
+  // ---- writing (each needs LockForWrite first, else an abort: a bug)
+  // Busy if another writer holds the lock. Also removes temporaries and
+  // indexes packs that an interrupted writer left unindexed.
+  Status LockForWrite(const Actor& actor);
+  bool HasWriterLock() const;
+
+  // Stores a blob unless already present. Returns true when it was new.
+  Result<bool> AddBlob(BlobType type, ByteView plaintext);
+  // Same with a precomputed ID and an already-encoded blob (pipelines
+  // encode in parallel and hand over here).
+  Result<bool> AddEncodedBlob(EncodedBlob blob);
+  // Whether a blob is stored or waiting in the open pack.
+  bool KnowsBlob(const Id& id) const;
+  // Saves the open pack and writes one index file for every pack not yet
+  // indexed. After OK, everything added so far is durable and indexed.
+  Status Flush();
+  // Flush, then save a snapshot envelope with `payload`; returns its ID
+  // (the file name: SHA-256 of the file's bytes). This is the commit point.
+  Result<Id> SaveSnapshot(ByteView payload);
+
+  // ---- keys (need the writer lock)
+  Result<KeySlot> AddKey(const std::string& passphrase, const Argon2Params& kdf, const std::string& label,
+                         const Actor& actor);
+  // Removes the slot whose id starts with `id_prefix`. InvalidArgument for
+  // the slot in use or an ambiguous prefix; NotFound if none matches.
+  Status RemoveKey(const std::string& id_prefix);
+  // Replaces the slot in use with a new one for `passphrase`.
+  Result<KeySlot> ChangePassphrase(const std::string& passphrase, const Argon2Params& kdf, const Actor& actor);
+
+  struct SlotListing {
+    std::vector<KeySlot> slots;
+    std::vector<Status> problems;  // damaged or altered slot files
+  };
+  Result<SlotListing> ListKeys();
+
+  // ---- reading
+  bool HasBlob(const Id& id) const;
+  std::optional<BlobLocation> FindBlob(const Id& id) const;
+  // NotFound if unknown; Corruption/Integrity naming pack and blob.
+  Result<Bytes> ReadBlob(const Id& id) const;
+  Result<std::vector<Id>> ListSnapshots();
+  Result<Bytes> LoadSnapshot(const Id& id);
+  size_t BlobCount() const;
+  // Copies the index under the lock (for check and statistics).
+  void ForEachIndexEntry(const std::function<void(const BlobLocation&)>& fn) const;
+  size_t PackCount() const;
+
+  // Ed25519 key of this repository (reports, checkpoints).
+  SigningKey signing_key() const { return SigningKeyFromSeed(keys_->signing_seed); }
+
+ private:
+  Repository() = default;
+  Status LoadIndex();
+  Status IndexOrphanPacks();
+  Status SavePackLocked();
+  Status WriteIndexLocked();
+  Status SaveKeySlot(const KeySlot& slot);
+
+  std::unique_ptr<Backend> backend_;
+  RepoConfig config_;
+  std::unique_ptr<MasterKeys> keys_;
+  std::string current_key_;
+
+  mutable std::mutex mu_;
+  Index index_;
+  std::vector<std::string> index_files_;
+  std::vector<Status> index_errors_;
+  std::unique_ptr<WriterLock> lock_;
+  PackBuilder open_pack_;
+  std::unordered_set<Id, IdHash> open_pack_ids_;
+  std::vector<IndexPack> unindexed_;
+};
+
+// Unlocks `secret` against the repository at `backend` and returns the
+// slot id that opened (for diagnostics). Used by Open.
+
+}  // namespace custos::storage
