@@ -1,0 +1,2 @@
+// Placeholder: replaced by the crash-safety workload.
+int main() { return 0; }
