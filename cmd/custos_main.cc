@@ -4,12 +4,14 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include <charconv>
 #include <cstdio>
 #include <iostream>
 
 #include "base/crypto.h"
 #include "base/file_util.h"
 #include "cmd/cli_util.h"
+#include "cmd/common.h"
 #include "storage/backend.h"
 #include "storage/check.h"
 #include "storage/format.h"
@@ -22,7 +24,6 @@ using custos::storage::Repository;
 
 namespace {
 
-constexpr const char* kVersion = "0.1.0";
 
 constexpr const char* kExitCodes = R"(
 EXIT CODES
@@ -40,57 +41,6 @@ ENVIRONMENT
   CUSTOS_PASSWORD        the passphrase (prefer a file: environments leak)
   CUSTOS_PASSWORD_FILE   file whose first line is the passphrase
 )";
-
-struct Globals {
-  std::string repo;
-  std::string password_file;
-  bool json = false;
-  bool quiet = false;
-};
-
-std::string RepoPath(const Globals& g) {
-  if (!g.repo.empty()) return g.repo;
-  if (const char* r = std::getenv("CUSTOS_REPOSITORY"); r && *r) return r;
-  return DefaultRepository();
-}
-
-// Prints the error and returns its exit code.
-int Fail(const Status& st, int code = -1) {
-  PrintError(st.message().empty() ? st.ToString() : st.message());
-  return code >= 0 ? code : ExitCodeFor(st);
-}
-
-struct Opened {
-  std::unique_ptr<Repository> repo;
-  int exit_code = 0;
-};
-
-Opened OpenRepo(const Globals& g, bool load_index) {
-  Opened o;
-  std::string path = RepoPath(g);
-  auto backend = storage::NewLocalBackend(path);
-  if (!backend->Size(storage::FileType::kConfig, "").ok()) {
-    o.exit_code = Fail(NotFoundError("no repository at " + path + " (create one with 'custos init')"),
-                       kExitNoRepository);
-    return o;
-  }
-  auto pass = GetPassphrase(g.password_file, false);
-  if (!pass.ok()) {
-    o.exit_code = Fail(pass.status());
-    return o;
-  }
-  storage::OpenOptions opts;
-  opts.load_index = load_index;
-  auto repo = Repository::Open(std::move(backend), *pass, opts);
-  SecureWipe(pass->data(), pass->size());
-  if (!repo.ok()) {
-    int code = repo.status().code() == Code::kNotFound ? int(kExitNoRepository) : ExitCodeFor(repo.status());
-    o.exit_code = Fail(repo.status(), code);
-    return o;
-  }
-  o.repo = std::move(repo).value();
-  return o;
-}
 
 Argon2Params KdfFrom(uint64_t ops, uint64_t mem_mib) {
   Argon2Params p;
@@ -113,19 +63,6 @@ json SlotJson(const storage::KeySlot& s, const std::string& current) {
   return j;
 }
 
-std::string HumanBytes(uint64_t b) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  double v = double(b);
-  int u = 0;
-  while (v >= 1024 && u < 4) {
-    v /= 1024;
-    ++u;
-  }
-  char buf[32];
-  std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.1f %s", v, units[u]);
-  return buf;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -139,6 +76,7 @@ int main(int argc, char** argv) {
       "custos"};
   app.footer(kExitCodes);
   app.require_subcommand(1);
+  app.fallthrough();  // subcommands inherit it: global flags work after the subcommand too
   app.set_version_flag("--version", std::string("custos ") + kVersion);
   app.add_option("-r,--repo", g.repo, "Repository directory (default: $CUSTOS_REPOSITORY, else the default path)");
   app.add_option("-p,--password-file", g.password_file, "File whose first line is the passphrase (also $CUSTOS_PASSWORD_FILE)");
@@ -316,9 +254,15 @@ exits 1. Takes no lock: safe while a backup runs.)");
     storage::CheckOptions opts;
     opts.read_data = read_data || !subset.empty();
     if (!subset.empty()) {
-      unsigned n = 0, m = 0;
-      char extra;
-      if (std::sscanf(subset.c_str(), "%u/%u%c", &n, &m, &extra) != 2 || n < 1 || m < 1 || n > m) {
+      // Digits only: sscanf's %u would take "-3" as 4294967293 and wrap overlong values.
+      auto number = [](std::string_view s, uint32_t& v) {
+        auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+        return !s.empty() && ec == std::errc() && end == s.data() + s.size();
+      };
+      uint32_t n = 0, m = 0;
+      size_t slash = subset.find('/');
+      if (slash == std::string::npos || !number(std::string_view(subset).substr(0, slash), n) ||
+          !number(std::string_view(subset).substr(slash + 1), m) || n < 1 || m < 1 || n > m) {
         rc = Fail(InvalidArgumentError("--read-data-subset must be N/M with 1 <= N <= M, got '" + subset + "'"),
                   kExitUsage);
         return;
@@ -381,6 +325,8 @@ exits 1. Takes no lock: safe while a backup runs.)");
     }
     if (!report->ok()) rc = kExitError;
   });
+
+  AddSnapshotCommands(app, g, rc);
 
   try {
     app.parse(argc, argv);

@@ -1,0 +1,74 @@
+#include "cmd/common.h"
+
+#include <cstdio>
+#include <cstdlib>
+
+#include "cmd/cli_util.h"
+#include "storage/backend.h"
+
+namespace custos::cli {
+
+std::string RepoPath(const Globals& g) {
+  if (!g.repo.empty()) return g.repo;
+  if (const char* r = std::getenv("CUSTOS_REPOSITORY"); r && *r) return r;
+  return DefaultRepository();
+}
+
+int Fail(const Status& st, int code) {
+  PrintError(st.message().empty() ? st.ToString() : st.message());
+  return code >= 0 ? code : ExitCodeFor(st);
+}
+
+Opened OpenRepo(const Globals& g, bool load_index) {
+  Opened o;
+  std::string path = RepoPath(g);
+  auto backend = storage::NewLocalBackend(path);
+  if (!backend->Size(storage::FileType::kConfig, "").ok()) {
+    o.exit_code = Fail(NotFoundError("no repository at " + path + " (create one with 'custos init')"),
+                       kExitNoRepository);
+    return o;
+  }
+  auto pass = GetPassphrase(g.password_file, false);
+  if (!pass.ok()) {
+    o.exit_code = Fail(pass.status());
+    return o;
+  }
+  storage::OpenOptions opts;
+  opts.load_index = load_index;
+  auto repo = storage::Repository::Open(std::move(backend), *pass, opts);
+  SecureWipe(pass->data(), pass->size());
+  if (!repo.ok()) {
+    int code = repo.status().code() == Code::kNotFound ? int(kExitNoRepository) : ExitCodeFor(repo.status());
+    o.exit_code = Fail(repo.status(), code);
+    return o;
+  }
+  o.repo = std::move(repo).value();
+  return o;
+}
+
+std::string HumanBytes(uint64_t b) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double v = double(b);
+  int u = 0;
+  while (v >= 1024 && u < 4) {
+    v /= 1024;
+    ++u;
+  }
+  char buf[32];
+  std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.1f %s", v, units[u]);
+  return buf;
+}
+
+std::string HumanDuration(double s) {
+  char buf[32];
+  if (s < 60) {
+    std::snprintf(buf, sizeof buf, "%.1fs", s);
+  } else if (s < 3600) {
+    std::snprintf(buf, sizeof buf, "%dm%02ds", int(s) / 60, int(s) % 60);
+  } else {
+    std::snprintf(buf, sizeof buf, "%dh%02dm", int(s) / 3600, (int(s) % 3600) / 60);
+  }
+  return buf;
+}
+
+}  // namespace custos::cli
