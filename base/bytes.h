@@ -112,6 +112,10 @@ struct IdHash {
   }
 };
 
+// Whether s is well-formed UTF-8 (no overlong or surrogate checks: enough
+// to decide whether a name can go into JSON as a string).
+bool IsValidUtf8(std::string_view s);
+
 // Overwrites memory in a way the compiler may not elide (secrets).
 void SecureWipe(void* p, size_t n);
 

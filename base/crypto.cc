@@ -154,8 +154,8 @@ bool ConstantTimeEqual(ByteView a, ByteView b) {
 
 Result<Key32> Argon2id(std::string_view passphrase, ByteView salt16, const Argon2Params& p) {
   if (salt16.size() != crypto_pwhash_SALTBYTES) return InvalidArgumentError("argon2id: salt must be 16 bytes");
-  if (p.ops < crypto_pwhash_OPSLIMIT_MIN || p.ops > 100 || p.mem_bytes < crypto_pwhash_MEMLIMIT_MIN ||
-      p.mem_bytes > (4ull << 30)) {
+  if (p.ops < crypto_pwhash_OPSLIMIT_MIN || p.ops > 20 || p.mem_bytes < crypto_pwhash_MEMLIMIT_MIN ||
+      p.mem_bytes > (2ull << 30)) {
     return InvalidArgumentError("argon2id: parameters out of range (ops " + std::to_string(p.ops) +
                                 ", memory " + std::to_string(p.mem_bytes) + " bytes)");
   }

@@ -25,7 +25,12 @@ int ExitCodeFor(const Status& st) {
 }
 
 namespace {
+// The terminal state to restore if a signal arrives during a no-echo prompt.
+volatile sig_atomic_t g_tty_fd = -1;
+termios g_tty_saved;
+
 void OnInterrupt(int) {
+  if (g_tty_fd >= 0) ::tcsetattr(g_tty_fd, TCSAFLUSH, &g_tty_saved);
   static const char kMsg[] = "\ncustos: interrupted\n";
   ssize_t n = ::write(2, kMsg, sizeof kMsg - 1);
   (void)n;
@@ -72,6 +77,8 @@ Result<std::string> PromptSecret(const std::string& prompt) {
   termios old;
   bool have_termios = ::tcgetattr(tty.get(), &old) == 0;
   if (have_termios) {
+    g_tty_saved = old;
+    g_tty_fd = tty.get();
     termios quiet = old;
     quiet.c_lflag &= ~tcflag_t(ECHO);
     quiet.c_lflag |= ECHONL;
@@ -82,18 +89,19 @@ Result<std::string> PromptSecret(const std::string& prompt) {
   std::string line;
   char c;
   while (::read(tty.get(), &c, 1) == 1 && c != '\n') line += c;
-  if (have_termios) ::tcsetattr(tty.get(), TCSAFLUSH, &old);
+  if (have_termios) {
+    ::tcsetattr(tty.get(), TCSAFLUSH, &old);
+    g_tty_fd = -1;
+  }
   if (!line.empty() && line.back() == '\r') line.pop_back();
   return line;
 }
 
 Result<std::string> GetPassphrase(const std::string& password_file, bool confirm, const std::string& what) {
+  // An explicit flag wins over the environment.
+  if (!password_file.empty()) return ReadSecretFile(password_file);
   if (const char* p = std::getenv("CUSTOS_PASSWORD"); p && *p) return std::string(p);
-  std::string file = password_file;
-  if (file.empty()) {
-    if (const char* f = std::getenv("CUSTOS_PASSWORD_FILE"); f && *f) file = f;
-  }
-  if (!file.empty()) return ReadSecretFile(file);
+  if (const char* f = std::getenv("CUSTOS_PASSWORD_FILE"); f && *f) return ReadSecretFile(f);
   ASSIGN_OR_RETURN(std::string first, PromptSecret("Enter " + what));
   if (confirm) {
     ASSIGN_OR_RETURN(std::string second, PromptSecret("Enter " + what + " again"));

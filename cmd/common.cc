@@ -23,9 +23,13 @@ Opened OpenRepo(const Globals& g, bool load_index) {
   Opened o;
   std::string path = RepoPath(g);
   auto backend = storage::NewLocalBackend(path);
-  if (!backend->Size(storage::FileType::kConfig, "").ok()) {
-    o.exit_code = Fail(NotFoundError("no repository at " + path + " (create one with 'custos init')"),
-                       kExitNoRepository);
+  if (auto size = backend->Size(storage::FileType::kConfig, ""); !size.ok()) {
+    if (size.status().code() == Code::kNotFound) {
+      o.exit_code = Fail(NotFoundError("no repository at " + path + " (create one with 'custos init')"),
+                         kExitNoRepository);
+    } else {
+      o.exit_code = Fail(size.status().Annotate("repository " + path));
+    }
     return o;
   }
   auto pass = GetPassphrase(g.password_file, false);

@@ -100,8 +100,8 @@ written to that file (mode 0600) instead of the terminal.)");
   bool no_recovery = false;
   init->add_option("--pack-size", pack_mib, "Target pack size in MiB (default 32)")->check(CLI::Range(1, 1024));
   init->add_option("--compression", zstd_level, "zstd level 0-19, 0 stores uncompressed (default 3)")->check(CLI::Range(0, 19));
-  init->add_option("--kdf-ops", kdf_ops, "Argon2id passes (default 3)")->check(CLI::Range(1, 100));
-  init->add_option("--kdf-memory", kdf_mib, "Argon2id memory in MiB (default 256)")->check(CLI::Range(1, 4096));
+  init->add_option("--kdf-ops", kdf_ops, "Argon2id passes, at most 20 (default 3)")->check(CLI::Range(1, 20));
+  init->add_option("--kdf-memory", kdf_mib, "Argon2id memory in MiB, at most 2048 (default 256)")->check(CLI::Range(1, 2048));
   init->add_option("--recovery-key-file", recovery_file, "Write the recovery key to this file instead of printing it");
   init->add_flag("--no-recovery-key", no_recovery, "Make no recovery key (not recommended)");
   init->callback([&] {
@@ -135,7 +135,7 @@ written to that file (mode 0600) instead of the terminal.)");
       if (!rk.empty()) {
         if (recovery_file.empty()) j["recovery_key"] = rk; else j["recovery_key_file"] = recovery_file;
       }
-      std::cout << j.dump() << "\n";
+      std::cout << j.dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
     } else if (!g.quiet) {
       std::cout << "created repository " << c.id.substr(0, 8) << " at " << path << "\n";
       if (!rk.empty() && recovery_file.empty()) {
@@ -167,7 +167,7 @@ removing a slot never re-encrypts data.)");
       for (const auto& s : listing->slots) arr.push_back(SlotJson(s, o.repo->current_key_id()));
       json probs = json::array();
       for (const auto& p : listing->problems) probs.push_back(p.ToString());
-      std::cout << json{{"keys", arr}, {"problems", probs}}.dump() << "\n";
+      std::cout << json{{"keys", arr}, {"problems", probs}}.dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
     } else {
       std::printf("%-3s %-10s %-10s %-20s %-22s %s\n", "", "ID", "KIND", "CREATED", "USER@HOST", "LABEL");
       for (const auto& s : listing->slots) {
@@ -185,8 +185,8 @@ removing a slot never re-encrypts data.)");
   auto* key_add = key->add_subcommand("add", "Add a passphrase");
   key_add->add_option("--new-password-file", new_password_file, "Read the new passphrase from this file instead of a prompt");
   key_add->add_option("--label", key_label, "A note to tell slots apart (for example the person's name)");
-  key_add->add_option("--kdf-ops", key_ops, "Argon2id passes (default 3)")->check(CLI::Range(1, 100));
-  key_add->add_option("--kdf-memory", key_mib, "Argon2id memory in MiB (default 256)")->check(CLI::Range(1, 4096));
+  key_add->add_option("--kdf-ops", key_ops, "Argon2id passes, at most 20 (default 3)")->check(CLI::Range(1, 20));
+  key_add->add_option("--kdf-memory", key_mib, "Argon2id memory in MiB, at most 2048 (default 256)")->check(CLI::Range(1, 2048));
   key_add->callback([&] {
     Opened o = OpenRepo(g, false);
     if (!o.repo) { rc = o.exit_code; return; }
@@ -199,7 +199,7 @@ removing a slot never re-encrypts data.)");
     auto slot = o.repo->AddKey(*np, KdfFrom(key_ops, key_mib), key_label, actor);
     SecureWipe(np->data(), np->size());
     if (!slot.ok()) { rc = Fail(slot.status()); return; }
-    if (g.json) std::cout << SlotJson(*slot, o.repo->current_key_id()).dump() << "\n";
+    if (g.json) std::cout << SlotJson(*slot, o.repo->current_key_id()).dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
     else if (!g.quiet) std::cout << "added key slot " << slot->id.substr(0, 8) << "\n";
   });
 
@@ -210,16 +210,17 @@ removing a slot never re-encrypts data.)");
     Opened o = OpenRepo(g, false);
     if (!o.repo) { rc = o.exit_code; return; }
     Status st = o.repo->LockForWrite(storage::Actor::FromProcess("custos key remove"));
-    if (st.ok()) st = o.repo->RemoveKey(remove_id);
+    std::string removed;
+    if (st.ok()) st = o.repo->RemoveKey(remove_id, &removed);
     if (!st.ok()) { rc = Fail(st); return; }
-    if (g.json) std::cout << json{{"removed", remove_id}}.dump() << "\n";
-    else if (!g.quiet) std::cout << "removed key slot " << remove_id << "\n";
+    if (g.json) std::cout << json{{"removed", removed}}.dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
+    else if (!g.quiet) std::cout << "removed key slot " << removed << "\n";
   });
 
   auto* key_passwd = key->add_subcommand("passwd", "Change the passphrase in use");
   key_passwd->add_option("--new-password-file", new_password_file, "Read the new passphrase from this file instead of a prompt");
-  key_passwd->add_option("--kdf-ops", key_ops, "Argon2id passes (default 3)")->check(CLI::Range(1, 100));
-  key_passwd->add_option("--kdf-memory", key_mib, "Argon2id memory in MiB (default 256)")->check(CLI::Range(1, 4096));
+  key_passwd->add_option("--kdf-ops", key_ops, "Argon2id passes, at most 20 (default 3)")->check(CLI::Range(1, 20));
+  key_passwd->add_option("--kdf-memory", key_mib, "Argon2id memory in MiB, at most 2048 (default 256)")->check(CLI::Range(1, 2048));
   key_passwd->callback([&] {
     Opened o = OpenRepo(g, false);
     if (!o.repo) { rc = o.exit_code; return; }
@@ -232,7 +233,7 @@ removing a slot never re-encrypts data.)");
     auto slot = o.repo->ChangePassphrase(*np, KdfFrom(key_ops, key_mib), actor);
     SecureWipe(np->data(), np->size());
     if (!slot.ok()) { rc = Fail(slot.status()); return; }
-    if (g.json) std::cout << SlotJson(*slot, o.repo->current_key_id()).dump() << "\n";
+    if (g.json) std::cout << SlotJson(*slot, o.repo->current_key_id()).dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
     else if (!g.quiet) std::cout << "passphrase changed; new key slot " << slot->id.substr(0, 8) << "\n";
   });
 
@@ -243,7 +244,8 @@ Without --read-data: every key slot and index file is intact, every pack the
 index names exists and its header decrypts and agrees with the index, every
 snapshot decrypts. With --read-data: also every pack is read whole, hashes to
 its name, and every blob decrypts, decompresses and hashes to its ID.
---read-data-subset=N/M reads only packs whose ID modulo M is N-1, so M runs
+--read-data-subset=N/M reads only packs whose ID (first 32 bits, big-endian)
+modulo M is N-1, so M runs
 (N = 1..M) cover every pack exactly once. Damage names the pack and blobs and
 exits 1. Takes no lock: safe while a backup runs.)");
   bool read_data = false;
@@ -302,7 +304,7 @@ exits 1. Takes no lock: safe while a backup runs.)");
                         {"bytes_read", report->bytes_read},
                         {"errors", errs},
                         {"warnings", warns}}
-                       .dump()
+                       .dump(-1, ' ', false, json::error_handler_t::replace)
                 << "\n";
     } else {
       for (const auto& p : report->warnings) {

@@ -248,11 +248,11 @@ EXAMPLES
                   {"errors", p.errors}};
         if (p.scan_done && p.bytes_total > 0) j["percent_done"] = double(p.bytes_done) / double(p.bytes_total);
         std::lock_guard<std::mutex> l(out_mu);
-        std::cout << j.dump() << std::endl;
+        std::cout << j.dump(-1, ' ', false, json::error_handler_t::replace) << std::endl;
       };
       o.warn = [](const std::string& msg) {
         std::lock_guard<std::mutex> l(out_mu);
-        std::cout << json{{"message_type", "error"}, {"message", msg}}.dump() << std::endl;
+        std::cout << json{{"message_type", "error"}, {"message", msg}}.dump(-1, ' ', false, json::error_handler_t::replace) << std::endl;
       };
     } else {
       if (tty) {
@@ -289,7 +289,7 @@ EXAMPLES
       j["summary"]["tree_blobs_added"] = s.tree_blobs_added;
       j["summary"]["bytes_read"] = s.bytes_read;
       j["summary"]["files_changed_during_read"] = s.files_changed_during_read;
-      std::cout << j.dump() << std::endl;
+      std::cout << j.dump(-1, ' ', false, json::error_handler_t::replace) << std::endl;
     } else if (!g.quiet) {
       std::printf("files: %llu new, %llu changed, %llu unmodified\n", (unsigned long long)s.files_new,
                   (unsigned long long)s.files_changed, (unsigned long long)s.files_unmodified);
@@ -342,7 +342,7 @@ EXAMPLES
         std::printf("%-9s %-20s %-16s %-16s %s\n", "", "", "", "", Printable(s.manifest.paths[i]).c_str());
       }
     }
-    if (g.json) std::cout << arr.dump() << "\n";
+    if (g.json) std::cout << arr.dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
     else std::printf("%zu snapshot(s)\n", n);
     for (const auto& d : damaged) PrintError("damaged: " + d.ToString());
     if (!damaged.empty()) rc = kExitError;
@@ -369,7 +369,7 @@ EXAMPLES
     if (!start.ok()) { rc = Fail(start.status()); return; }
     auto print = [&](const std::string& path, const Node& n) -> Status {
       if (g.json) {
-        std::cout << NodeJson(path, n).dump() << "\n";
+        std::cout << NodeJson(path, n).dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
       } else if (ls_long) {
         std::string owner = (n.user.empty() ? std::to_string(n.uid) : n.user) + "/" +
                             (n.group.empty() ? std::to_string(n.gid) : n.group);
@@ -411,7 +411,7 @@ EXAMPLES
       if (g.json) {
         json j = {{"change", snapshot::ChangeSymbol(e.change)}};
         PutText(j, "path", e.path);
-        std::cout << j.dump() << "\n";
+        std::cout << j.dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
       } else {
         std::printf("%s    %s\n", snapshot::ChangeSymbol(e.change), Printable(e.path).c_str());
       }
@@ -483,7 +483,7 @@ EXAMPLES
                         {"compression_ratio", comp},
                         {"total_ratio", stored ? double(logical) / double(stored) : 0},
                         {"repository_pack_bytes", on_disk}}
-                       .dump()
+                       .dump(-1, ' ', false, json::error_handler_t::replace)
                 << "\n";
     } else {
       std::printf("snapshots:          %zu\n", which.size());

@@ -78,7 +78,7 @@ Bytes EncodeManifest(const Manifest& m) {
               {"files_changed_during_read", s.files_changed_during_read},
               {"errors", s.errors},
               {"duration_s", s.duration_s}}}};
-  std::string text = j.dump();
+  std::string text = j.dump(-1, ' ', false, json::error_handler_t::replace);
   return Bytes(text.begin(), text.end());
 }
 

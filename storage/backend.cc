@@ -73,15 +73,11 @@ class LocalBackend : public Backend {
       if (::access(JoinPath(root_, "config").c_str(), F_OK) == 0) {
         return AlreadyExistsError(root_ + ": a repository already exists here");
       }
-      DIR* d = ::opendir(root_.c_str());
-      if (!d) return ErrnoStatus(root_, errno);
-      bool empty = true;
-      while (dirent* e = ::readdir(d)) {
-        std::string n = e->d_name;
-        if (n != "." && n != "..") empty = false;
+      // Empty, or the empty layout an interrupted init left: init may
+      // proceed. Anything else is somebody's data.
+      if (!IsEmptyLayout(root_, 0)) {
+        return InvalidArgumentError(root_ + ": directory is not empty and holds no repository");
       }
-      ::closedir(d);
-      if (!empty) return InvalidArgumentError(root_ + ": directory is not empty and holds no repository");
     }
     RETURN_IF_ERROR(MakeDirs(root_));
     for (const char* sub : {"keys", "index", "snapshots", "data"}) {
@@ -240,6 +236,27 @@ class LocalBackend : public Backend {
       RETURN_IF_ERROR(fn(FileInfo{n, uint64_t(sb.st_size)}));
     }
     return Status::Ok();
+  }
+
+  // Whether `dir` holds nothing but (empty) repository layout directories,
+  // the lock file and temporaries.
+  static bool IsEmptyLayout(const std::string& dir, int depth) {
+    DIR* d = ::opendir(dir.c_str());
+    if (!d) return false;
+    bool ok = true;
+    while (dirent* e = ::readdir(d)) {
+      std::string n = e->d_name;
+      if (n == "." || n == ".." || n.rfind(kTempPrefix, 0) == 0) continue;
+      bool layout_dir = depth == 0 ? (n == "keys" || n == "index" || n == "snapshots" || n == "data")
+                                   : (depth == 1 && n.size() == 2 && IsLowerHex(n));
+      if (depth == 0 && n == "lock") continue;
+      if (!layout_dir || !IsEmptyLayout(JoinPath(dir, n), depth + 1)) {
+        ok = false;
+        break;
+      }
+    }
+    ::closedir(d);
+    return ok;
   }
 
   std::string root_;

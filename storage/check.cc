@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <map>
+#include <set>
 #include <mutex>
 #include <thread>
 #include <unordered_map>
@@ -23,7 +24,7 @@ namespace {
 
 bool SameEntry(const PackEntry& a, const PackEntry& b) {
   return a.id == b.id && a.type == b.type && a.compression == b.compression && a.offset == b.offset &&
-         a.stored_length == b.stored_length;
+         a.stored_length == b.stored_length && a.raw_length == b.raw_length;
 }
 
 Result<std::vector<PackEntry>> ReadPackHeader(Backend& backend, const Key32& key, const std::string& name,
@@ -50,10 +51,13 @@ Result<CheckReport> Check(Repository& repo, const CheckOptions& options) {
   // Key slots.
   ASSIGN_OR_RETURN(auto slots, repo.ListKeys());
   report.key_slots = slots.slots.size() + slots.problems.size();
-  for (const auto& p : slots.problems) report.errors.push_back({"key", p.ToString(), {}});
+  for (size_t i = 0; i < slots.problems.size(); ++i) {
+    report.errors.push_back({"key " + slots.problem_ids[i], slots.problems[i].ToString(), {}});
+  }
 
   // Index files: re-read from disk, so that damage since Open is seen too.
   std::map<Id, std::vector<PackEntry>> indexed;  // pack -> entries, from all index files
+  std::vector<std::pair<Id, IndexFile>> index_files;
   RETURN_IF_ERROR(backend.List(FileType::kIndex, [&](const FileInfo& fi) -> Status {
     ++report.index_files;
     std::string what = "index " + fi.name;
@@ -62,7 +66,6 @@ Result<CheckReport> Check(Repository& repo, const CheckOptions& options) {
       report.errors.push_back({what, bytes.status().ToString(), {}});
       return Status::Ok();
     }
-    report.bytes_read += bytes->size();
     if (Sha256(*bytes).Hex() != fi.name) {
       report.errors.push_back({what, "content does not hash to its name (damaged)", {}});
       return Status::Ok();
@@ -72,12 +75,19 @@ Result<CheckReport> Check(Repository& repo, const CheckOptions& options) {
       report.errors.push_back({what, file.status().ToString(), {}});
       return Status::Ok();
     }
-    for (auto& p : file->packs) {
+    index_files.emplace_back(*Id::FromHex(fi.name), std::move(file).value());
+    return Status::Ok();
+  }));
+  // Files superseded by a newer index file (compaction) do not count.
+  std::set<Id> superseded;
+  for (const auto& [id, f] : index_files) superseded.insert(f.supersedes.begin(), f.supersedes.end());
+  for (const auto& [id, f] : index_files) {
+    if (superseded.count(id)) continue;
+    for (const auto& p : f.packs) {
       auto& v = indexed[p.pack];
       v.insert(v.end(), p.entries.begin(), p.entries.end());
     }
-    return Status::Ok();
-  }));
+  }
 
   // Packs on disk.
   std::map<Id, uint64_t> on_disk;
@@ -118,6 +128,15 @@ Result<CheckReport> Check(Repository& repo, const CheckOptions& options) {
     }
     if (!mismatched.empty()) {
       report.errors.push_back({what, "index entries disagree with the pack header", blob_ids(mismatched)});
+    }
+    std::vector<PackEntry> unindexed;
+    for (const auto& h : *header) {
+      bool found = std::any_of(entries.begin(), entries.end(), [&](const PackEntry& e) { return SameEntry(h, e); });
+      if (!found) unindexed.push_back(h);
+    }
+    if (!unindexed.empty()) {
+      report.warnings.push_back({what, std::to_string(unindexed.size()) + " blob(s) in the pack are not in the index",
+                                 blob_ids(unindexed)});
     }
   }
   for (const auto& [pack, size] : on_disk) {

@@ -88,7 +88,7 @@ std::string EncodeConfigBody(const RepoConfig& c) {
             {"compression", {{"algorithm", "zstd"}, {"level", c.zstd_level}}},
             {"chunker", {{"algorithm", "fastcdc"}, {"min", c.chunk_min}, {"avg", c.chunk_avg}, {"max", c.chunk_max}}},
             {"cipher", "custos.box.v1"}};
-  return j.dump();
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 Result<RepoConfig> DecodeConfigBody(const std::string& body) {
@@ -137,7 +137,7 @@ std::string EncodeKeySlotBody(const KeySlot& s) {
   } else {
     j["kdf"] = {{"algorithm", "blake2b"}};
   }
-  return j.dump();
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 Result<KeySlot> DecodeKeySlotBody(const std::string& body) {
@@ -248,6 +248,17 @@ std::string MakeRecoveryKey() {
   }
   SecureWipe(raw, sizeof raw);
   return out;
+}
+
+bool LooksLikeRecoveryKey(const std::string& text) {
+  size_t n = 0;
+  for (char c : text) {
+    if (c == '-' || c == ' ') continue;
+    char u = char(std::toupper(static_cast<unsigned char>(c)));
+    if (!std::strchr("ABCDEFGHIJKLMNOPQRSTUVWXYZ23456701", u) || u == '\0') return false;
+    ++n;
+  }
+  return n == 55;
 }
 
 std::optional<Key32> ParseRecoveryKey(const std::string& text) {

@@ -85,6 +85,9 @@ std::string MakeRecoveryKey();
 // The 32 bytes behind a recovery key text, tolerant of case, spaces and
 // dashes; nullopt when the text is not a well-formed recovery key.
 std::optional<Key32> ParseRecoveryKey(const std::string& text);
+// Whether text has the shape of a recovery key (55 base32 letters once
+// spaces and dashes are dropped), whatever its checksum.
+bool LooksLikeRecoveryKey(const std::string& text);
 
 std::string NowRfc3339();
 

@@ -144,18 +144,25 @@ Result<std::unique_ptr<Repository>> Repository::Open(std::unique_ptr<Backend> ba
   });
   std::optional<Key32> master;
   std::string used;
+  bool used_recovery = false;
   for (const auto& s : slots) {
     if (s.kind == SlotKind::kRecovery && !looks_recovery) continue;
     auto m = UnwrapMaster(s, config.id, secret);
     if (m.ok()) {
       master = *m;
       used = s.id;
+      used_recovery = s.kind == SlotKind::kRecovery;
       break;
     }
-    if (m.status().code() != Code::kUnauthenticated) return m.status();
+    // A slot that cannot even be tried (KDF parameters out of range, no
+    // memory) must not keep the other slots from opening the repository.
+    if (m.status().code() != Code::kUnauthenticated) damaged.push_back(m.status().Annotate("key " + s.id));
   }
   if (!master) {
     std::string msg = "wrong passphrase: no key slot of " + backend->Location() + " opens with it";
+    if (!looks_recovery && LooksLikeRecoveryKey(secret)) {
+      msg += " (it looks like a recovery key but its checksum does not match: check it for typos)";
+    }
     if (!damaged.empty()) msg += " (" + std::to_string(damaged.size()) + " key slot(s) damaged: " + damaged[0].message() + ")";
     return UnauthenticatedError(msg);
   }
@@ -165,15 +172,25 @@ Result<std::unique_ptr<Repository>> Repository::Open(std::unique_ptr<Backend> ba
   repo->keys_ = std::make_unique<MasterKeys>(MasterKeys::FromMaster(*master));
   SecureWipe(master->data(), master->size());
   repo->current_key_ = used;
+  repo->current_is_recovery_ = used_recovery;
   RETURN_IF_ERROR(VerifySealedTextMac(config_text, repo->keys_->mac, "config"));
-  if (options.load_index) RETURN_IF_ERROR(repo->LoadIndex());
+  if (options.load_index) {
+    RETURN_IF_ERROR(repo->LoadIndex());
+    repo->index_loaded_ = true;
+  }
   return repo;
 }
 
 Status Repository::LoadIndex() {
   std::vector<std::pair<std::string, IndexFile>> files;
   std::unordered_set<Id, IdHash> superseded;
+  std::unordered_set<std::string> loaded;
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    loaded.insert(index_files_.begin(), index_files_.end());
+  }
   RETURN_IF_ERROR(backend_->List(FileType::kIndex, [&](const FileInfo& fi) -> Status {
+    if (loaded.count(fi.name)) return Status::Ok();
     auto bytes = backend_->Load(FileType::kIndex, fi.name);
     if (!bytes.ok()) {
       index_errors_.push_back(bytes.status().Annotate("index " + fi.name));
@@ -227,6 +244,8 @@ Status Repository::LockForWrite(const Actor& actor) {
     lock_ = std::move(lock);
   }
   RETURN_IF_ERROR(backend_->RemoveStaleTemporaries());
+  // Another writer may have added index files since Open.
+  if (index_loaded_) RETURN_IF_ERROR(LoadIndex());
   return IndexOrphanPacks();
 }
 
@@ -326,7 +345,11 @@ Status Repository::Flush() {
   std::lock_guard<std::mutex> g(mu_);
   if (!lock_) std::abort();
   RETURN_IF_ERROR(SavePackLocked());
-  return WriteIndexLocked();
+  RETURN_IF_ERROR(WriteIndexLocked());
+  // Merge recent additions into the compact array: a long-running writer
+  // (the appliance) keeps 44 bytes per blob between backups.
+  index_.Finalize();
+  return Status::Ok();
 }
 
 Result<Id> Repository::SaveSnapshot(ByteView payload) {
@@ -354,29 +377,29 @@ Result<Repository::SlotListing> Repository::ListKeys() {
   SlotListing out;
   RETURN_IF_ERROR(backend_->List(FileType::kKey, [&](const FileInfo& fi) -> Status {
     std::string what = "key " + fi.name;
+    auto problem = [&](const Status& st) {
+      out.problems.push_back(st);
+      out.problem_ids.push_back(fi.name);
+      return Status::Ok();
+    };
     auto bytes = backend_->Load(FileType::kKey, fi.name);
     if (!bytes.ok()) {
-      out.problems.push_back(bytes.status().Annotate(what));
-      return Status::Ok();
+      return problem(bytes.status().Annotate(what));
     }
     auto text = ParseSealedText(*bytes, what);
     if (!text.ok()) {
-      out.problems.push_back(text.status());
-      return Status::Ok();
+      return problem(text.status());
     }
     Status mac = VerifySealedTextMac(*text, keys_->mac, what);
     if (!mac.ok()) {
-      out.problems.push_back(mac);
-      return Status::Ok();
+      return problem(mac);
     }
     auto slot = DecodeKeySlotBody(text->body);
     if (!slot.ok()) {
-      out.problems.push_back(slot.status().Annotate(what));
-      return Status::Ok();
+      return problem(slot.status().Annotate(what));
     }
     if (slot->id != fi.name) {
-      out.problems.push_back(IntegrityError(what + ": records id " + slot->id));
-      return Status::Ok();
+      return problem(IntegrityError(what + ": records id " + slot->id));
     }
     out.slots.push_back(std::move(slot).value());
     return Status::Ok();
@@ -386,7 +409,7 @@ Result<Repository::SlotListing> Repository::ListKeys() {
   return out;
 }
 
-Status Repository::RemoveKey(const std::string& id_prefix) {
+Status Repository::RemoveKey(const std::string& id_prefix, std::string* removed_id) {
   if (!HasWriterLock()) std::abort();
   if (id_prefix.empty()) return InvalidArgumentError("key id is empty");
   std::vector<std::string> matches;
@@ -400,13 +423,20 @@ Status Repository::RemoveKey(const std::string& id_prefix) {
     return InvalidArgumentError("key slot " + matches[0] +
                                 " is the one in use; open the repository with another key to remove it");
   }
-  return backend_->Remove(FileType::kKey, matches[0]);
+  RETURN_IF_ERROR(backend_->Remove(FileType::kKey, matches[0]));
+  if (removed_id) *removed_id = matches[0];
+  return Status::Ok();
 }
 
 Result<KeySlot> Repository::ChangePassphrase(const std::string& passphrase, const Argon2Params& kdf,
                                              const Actor& actor) {
   // Write the new slot before removing the old one: at every moment at
   // least one slot opens the repository.
+  if (current_is_recovery_) {
+    return InvalidArgumentError(
+        "the repository was opened with the recovery key, which stays as it is: use 'custos key add' "
+        "to add a passphrase");
+  }
   std::string label = "passphrase";
   auto listing = ListKeys();
   if (listing.ok()) {

@@ -75,6 +75,8 @@ class Repository {
   const MasterKeys& keys() const { return *keys_; }
   Backend& backend() { return *backend_; }
   const std::string& current_key_id() const { return current_key_; }
+  // Whether the slot in use is the recovery slot.
+  bool opened_with_recovery_key() const { return current_is_recovery_; }
   // Index files that could not be loaded at Open (damaged); their blobs are
   // unknown to this session. `check` reports them.
   const std::vector<Status>& index_load_errors() const { return index_errors_; }
@@ -105,13 +107,15 @@ class Repository {
                          const Actor& actor);
   // Removes the slot whose id starts with `id_prefix`. InvalidArgument for
   // the slot in use or an ambiguous prefix; NotFound if none matches.
-  Status RemoveKey(const std::string& id_prefix);
+  // `removed_id`, when given, receives the full ID of the removed slot.
+  Status RemoveKey(const std::string& id_prefix, std::string* removed_id = nullptr);
   // Replaces the slot in use with a new one for `passphrase`.
   Result<KeySlot> ChangePassphrase(const std::string& passphrase, const Argon2Params& kdf, const Actor& actor);
 
   struct SlotListing {
     std::vector<KeySlot> slots;
-    std::vector<Status> problems;  // damaged or altered slot files
+    std::vector<Status> problems;          // damaged or altered slot files
+    std::vector<std::string> problem_ids;  // file name of each problem, same order
   };
   Result<SlotListing> ListKeys();
 
@@ -132,6 +136,8 @@ class Repository {
 
  private:
   Repository() = default;
+  // Loads index files not loaded yet (all of them at Open; at
+  // LockForWrite those another writer added since).
   Status LoadIndex();
   Status IndexOrphanPacks();
   Status SavePackLocked();
@@ -142,6 +148,8 @@ class Repository {
   RepoConfig config_;
   std::unique_ptr<MasterKeys> keys_;
   std::string current_key_;
+  bool current_is_recovery_ = false;
+  bool index_loaded_ = false;
 
   mutable std::mutex mu_;
   Index index_;
