@@ -84,12 +84,26 @@ bool Id::IsZero() const {
 }
 
 bool IsValidUtf8(std::string_view s) {
+  // RFC 3629: no overlong forms, no surrogates (U+D800..DFFF), nothing above
+  // U+10FFFF. JSON writers reject (or replace) anything else, so a name
+  // passing here must be exactly representable as a JSON string.
   size_t i = 0;
   while (i < s.size()) {
     unsigned char c = static_cast<unsigned char>(s[i]);
-    size_t n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    size_t n = (c >= 0xc2 && c <= 0xdf) ? 2 : (c >= 0xe0 && c <= 0xef) ? 3 : (c >= 0xf0 && c <= 0xf4) ? 4 : 0;
     if (n == 0 || i + n > s.size()) return false;
-    for (size_t k = 1; k < n; ++k) {
+    unsigned char c1 = static_cast<unsigned char>(s[i + 1]);
+    unsigned char lo = 0x80, hi = 0xbf;  // allowed range of the second byte
+    if (c == 0xe0) lo = 0xa0;            // overlong 3-byte
+    if (c == 0xed) hi = 0x9f;            // surrogates
+    if (c == 0xf0) lo = 0x90;            // overlong 4-byte
+    if (c == 0xf4) hi = 0x8f;            // above U+10FFFF
+    if (c1 < lo || c1 > hi) return false;
+    for (size_t k = 2; k < n; ++k) {
       if ((static_cast<unsigned char>(s[i + k]) >> 6) != 2) return false;
     }
     i += n;

@@ -112,8 +112,9 @@ struct IdHash {
   }
 };
 
-// Whether s is well-formed UTF-8 (no overlong or surrogate checks: enough
-// to decide whether a name can go into JSON as a string).
+// Whether s is well-formed UTF-8 (RFC 3629: no overlong forms, surrogates
+// or code points above U+10FFFF), i.e. whether it can go into JSON as a
+// string unchanged.
 bool IsValidUtf8(std::string_view s);
 
 // Overwrites memory in a way the compiler may not elide (secrets).

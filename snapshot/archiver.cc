@@ -74,7 +74,9 @@ bool MatchesExclude(const std::vector<std::string>& patterns, const std::string&
 namespace {
 
 constexpr size_t kMaxFileJobs = 256;
-constexpr size_t kMaxEncodeBytes = 64u << 20;
+// Chunks waiting for an encoder: enough to keep the encoders busy while a
+// reader blocks on I/O, small enough to keep peak memory low.
+constexpr size_t kMaxEncodeBytes = 16u << 20;
 constexpr size_t kMaxErrorSamples = 20;
 constexpr char kCacheTagSignature[] = "Signature: 8a477f597d28d172789f06886806bc55";
 
@@ -139,7 +141,8 @@ struct FileJob {
 
 struct EncodeJob {
   Id id;
-  Bytes data;
+  std::unique_ptr<uint8_t[]> data;
+  size_t size = 0;
 };
 
 // The virtual directories above the backup paths: "/srv/www" and "/etc"
@@ -495,8 +498,12 @@ void Archiver::HandleEntry(const std::shared_ptr<Fd>& dfd, const std::string& di
       }
       return;
     }
-    Status xs = FdXattrs(sub->get(), &n.xattrs);
-    if (!xs.ok()) Error(path, xs.message());
+    if (pn && pn->type == NodeType::kDir && pn->ctime == n.ctime && pn->inode == n.inode) {
+      n.xattrs = pn->xattrs;  // unchanged ctime: unchanged xattrs
+    } else {
+      Status xs = FdXattrs(sub->get(), &n.xattrs);
+      if (!xs.ok()) Error(path, xs.message());
+    }
     std::optional<Tree> ptree;
     if (pn && pn->type == NodeType::kDir && !pn->subtree.IsZero()) ptree = LoadTree(pn->subtree);
     auto* child = new DirState();
@@ -520,8 +527,9 @@ void Archiver::HandleEntry(const std::shared_ptr<Fd>& dfd, const std::string& di
       bool all_known = std::all_of(pn->content.begin(), pn->content.end(),
                                    [&](const ChunkRef& c) { return repo_.KnowsBlob(c.id); });
       if (all_known) {
-        Status xs = AtXattrs(dfd->get(), name, &n.xattrs);
-        if (!xs.ok() && xs.code() != Code::kNotFound) Error(path, xs.message());
+        // Changing an xattr or ACL changes ctime: with ctime equal, the
+        // parent's xattrs are current and need no syscall.
+        n.xattrs = pn->xattrs;
         n.content = pn->content;
         n.file_sha256 = pn->file_sha256;
         n.holes = pn->holes;
@@ -610,52 +618,83 @@ void Archiver::ReadOne(FileJob& job) {
     ::lseek(file.get(), 0, SEEK_SET);
   }
 
+  // Streaming read: each chunk is read into its own buffer, which moves to
+  // the encoder untouched when the chunk is new. A reader holds at most
+  // one chunk (<= max, usually about avg) plus one read block; buffers are
+  // uninitialised, so only bytes actually read touch memory.
   const size_t max = chunker_.params().max;
-  thread_local Bytes buf;
-  if (buf.size() < 2 * max) buf.resize(2 * max);
-  size_t start = 0, len = 0;
-  bool eof = false;
+  constexpr size_t kBlock = 1u << 20;
+  uint64_t expect = uint64_t(std::max<off_t>(before.st_size, 0));
+  uint64_t total = 0;
+  Chunker::State cs;
   Sha256Stream whole;
   bool streamed = false;
-  uint64_t total = 0;
-  bool first = true;
-  while (!failed()) {
-    while (!eof && len - start < max) {
-      if (len == buf.size()) {
-        std::memmove(buf.data(), buf.data() + start, len - start);
-        len -= start;
-        start = 0;
-      }
-      ssize_t r = ::read(file.get(), buf.data() + len, buf.size() - len);
-      if (r < 0) {
-        if (errno == EINTR) continue;
-        n.flags |= kFlagReadError;
-        Error(job.path, std::string("read: ") + std::strerror(errno) + " after " + std::to_string(total + (len - start)) + " bytes");
-        eof = true;
-        break;
-      }
-      if (r == 0) eof = true;
-      len += size_t(r);
-    }
-    if (len == start) break;
-    size_t cut = chunker_.FindCut(buf.data() + start, len - start, eof);
-    ByteView chunk(buf.data() + start, cut);
+  auto alloc_size = [&](uint64_t consumed) {
+    uint64_t remaining = expect > consumed ? expect - consumed : 0;
+    return size_t(std::clamp<uint64_t>(remaining + 1, 4096, max));
+  };
+  size_t cap = alloc_size(0);
+  std::unique_ptr<uint8_t[]> buf(new uint8_t[cap]);
+  size_t len = 0;
+  // Emits buf[0..clen) as a chunk; `last` when nothing follows it.
+  auto emit = [&](size_t clen, bool last) {
+    ByteView chunk(buf.get(), clen);
     Id id = Sha256(chunk);
-    bool only = first && eof && cut == len - start;
-    if (!only) {
+    bool only = last && !streamed;
+    if (only) {
+      n.file_sha256 = id;
+    } else {
       whole.Update(chunk);
       streamed = true;
-    } else {
-      n.file_sha256 = id;
     }
-    first = false;
-    n.content.push_back(ChunkRef{id, uint32_t(cut)});
-    total += cut;
-    bytes_read_ += cut;
-    bytes_done_ += cut;
-    if (ClaimChunk(id)) encode_.Push(EncodeJob{id, Bytes(chunk.begin(), chunk.end())}, cut);
-    start += cut;
+    n.content.push_back(ChunkRef{id, uint32_t(clen)});
+    total += clen;
+    bytes_read_ += clen;
+    bytes_done_ += clen;
+    if (ClaimChunk(id)) {
+      encode_.Push(EncodeJob{id, std::move(buf), clen}, clen);
+    }
+  };
+  bool eof = false;
+  while (!eof && !failed()) {
+    if (len == cap) {
+      // The file is longer than it was at open: grow, up to one chunk.
+      size_t ncap = std::min<size_t>(max, cap * 2);
+      std::unique_ptr<uint8_t[]> bigger(new uint8_t[ncap]);
+      std::memcpy(bigger.get(), buf.get(), len);
+      buf = std::move(bigger);
+      cap = ncap;
+    }
+    ssize_t r = ::read(file.get(), buf.get() + len, std::min(cap - len, kBlock));
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      n.flags |= kFlagReadError;
+      Error(job.path, std::string("read: ") + std::strerror(errno) + " after " + std::to_string(total + len) + " bytes");
+      break;
+    }
+    if (r == 0) {
+      eof = true;
+      break;
+    }
+    size_t p = len, end = len + size_t(r);
+    while (true) {
+      size_t k = chunker_.Scan(cs, buf.get() + p, end - p);
+      if (k == 0) {
+        len = end;
+        break;
+      }
+      size_t clen = p + k, rest = end - clen;
+      size_t ncap = std::max(alloc_size(total + clen), rest);
+      std::unique_ptr<uint8_t[]> next(new uint8_t[ncap]);
+      std::memcpy(next.get(), buf.get() + clen, rest);
+      emit(clen, false);
+      buf = std::move(next);
+      cap = ncap;
+      p = 0;
+      end = rest;
+    }
   }
+  if (len > 0) emit(len, true);
   if (streamed) n.file_sha256 = whole.Finish();
   if (total == 0) n.file_sha256 = Sha256(ByteView());
   n.size = total;
@@ -687,14 +726,15 @@ void Archiver::EncoderLoop() {
   int level = repo_.config().zstd_level;
   while (encode_.Pop(&job)) {
     if (failed()) continue;
-    auto blob = storage::EncodeBlob(key, BlobType::kData, job.data, job.id, level);
+    auto blob = storage::EncodeBlob(key, BlobType::kData, ByteView(job.data.get(), job.size), job.id, level);
+    job.data.reset();
     size_t stored = blob.box.size();
     auto added = repo_.AddEncodedBlob(std::move(blob));
     if (!added.ok()) {
       Fatal(added.status());
     } else if (*added) {
       ++data_blobs_;
-      bytes_added_ += job.data.size();
+      bytes_added_ += job.size;
       bytes_stored_ += stored;
     }
   }
@@ -802,6 +842,7 @@ Result<BackupResult> Archiver::Run() {
   // The parent snapshot: given, or the newest of this host with the same paths.
   std::optional<Id> parent = opts_.parent;
   std::optional<Tree> parent_root;
+  std::optional<Summary> parent_summary;
   if (opts_.use_parent) {
     if (!parent) {
       auto all = LoadSnapshots(repo_);
@@ -822,6 +863,7 @@ Result<BackupResult> Archiver::Run() {
       if (!payload.ok()) return payload.status().Annotate("parent snapshot");
       ASSIGN_OR_RETURN(Manifest pm, DecodeManifest(*payload));
       parent_root = LoadTree(pm.tree);
+      parent_summary = pm.summary;
     }
   }
 
@@ -846,10 +888,20 @@ Result<BackupResult> Archiver::Run() {
   for (int i = 0; i < readers; ++i) threads.emplace_back([this] { ReaderLoop(); });
   std::vector<std::thread> enc;
   for (int i = 0; i < encoders; ++i) enc.emplace_back([this] { EncoderLoop(); });
-  std::thread scanner([&] {
-    Scan(root_fd->get(), "/", whole_root ? nullptr : &vroot, whole_root ? root_st.st_dev : 0, 0);
+  // Totals for progress and ETA: from the parent snapshot when there is one
+  // (a second walk would double the metadata reads of a nightly backup),
+  // else from a scanner thread that walks ahead.
+  std::thread scanner;
+  if (parent_summary) {
+    scan_files_ = parent_summary->total_files;
+    scan_bytes_ = parent_summary->total_bytes;
     scan_done_ = true;
-  });
+  } else if (opts_.progress) {
+    scanner = std::thread([&] {
+      Scan(root_fd->get(), "/", whole_root ? nullptr : &vroot, whole_root ? root_st.st_dev : 0, 0);
+      scan_done_ = true;
+    });
+  }
   std::atomic<bool> stop_progress{false};
   std::thread progress;
   if (opts_.progress) {
@@ -876,7 +928,7 @@ Result<BackupResult> Archiver::Run() {
   encode_.Close();
   for (auto& t : enc) t.join();
   stop_scan_ = true;
-  scanner.join();
+  if (scanner.joinable()) scanner.join();
   stop_progress = true;
   if (progress.joinable()) progress.join();
   if (failed()) return fatal_;

@@ -1,5 +1,6 @@
 #include "snapshot/chunker.h"
 
+#include <algorithm>
 #include <cstring>
 #include <string>
 
@@ -43,6 +44,30 @@ size_t Chunker::FindCut(const uint8_t* data, size_t n, bool eof) const {
     if ((h & mask_large_) == 0) return i + 1;
   }
   return end;
+}
+
+size_t Chunker::Scan(State& s, const uint8_t* data, size_t n) const {
+  size_t i = 0;
+  if (s.pos < params_.min) {
+    size_t skip = std::min<size_t>(n, params_.min - s.pos);
+    s.pos += skip;
+    i = skip;
+  }
+  uint64_t h = s.h;
+  size_t pos = s.pos;
+  while (i < n) {
+    h = (h << 1) + gear_[data[i]];
+    uint64_t mask = pos < params_.avg ? mask_small_ : mask_large_;
+    ++pos;
+    ++i;
+    if ((h & mask) == 0 || pos >= params_.max) {
+      s = State{};
+      return i;
+    }
+  }
+  s.h = h;
+  s.pos = pos;
+  return 0;
 }
 
 }  // namespace custos::snapshot

@@ -46,6 +46,17 @@ class Chunker {
   // chunk always ends at n at the latest.
   size_t FindCut(const uint8_t* data, size_t n, bool eof) const;
 
+  // Streaming form of FindCut: the same cuts, found as data arrives, so
+  // that a reader needs to hold only the current chunk.
+  struct State {
+    uint64_t h = 0;
+    size_t pos = 0;  // bytes of the current chunk seen so far
+  };
+  // Scans data[0..n) as the continuation of the current chunk. Returns k > 0
+  // when the chunk ends after data[k-1] (the state is reset for the next
+  // chunk), or 0 when it does not end within data.
+  size_t Scan(State& s, const uint8_t* data, size_t n) const;
+
   const ChunkerParams& params() const { return params_; }
 
  private:

@@ -10,6 +10,7 @@
 #include <map>
 #include <mutex>
 
+#include "base/crypto.h"
 #include "base/file_util.h"
 
 namespace custos::storage {
@@ -58,6 +59,43 @@ class LocalLock : public WriterLock {
   Fd fd_;
 };
 
+class LocalWriter : public FileWriter {
+ public:
+  LocalWriter(Fd fd, std::string tmp, FileType type, std::function<std::string(const std::string&)> final_path)
+      : fd_(std::move(fd)), tmp_(std::move(tmp)), type_(type), final_path_(std::move(final_path)) {}
+  ~LocalWriter() override {
+    if (!committed_) ::unlink(tmp_.c_str());
+  }
+  Status Append(ByteView data) override {
+    RETURN_IF_ERROR(WriteAll(fd_.get(), data, tmp_));
+    size_ += data.size();
+    return Status::Ok();
+  }
+  Status Commit(const std::string& name) override {
+    RETURN_IF_ERROR(ValidateName(type_, name));
+    std::string path = final_path_(name);
+    if (::fsync(fd_.get()) != 0) return ErrnoStatus(path + ": fsync", errno);
+    if (::close(fd_.release()) != 0) return ErrnoStatus(path + ": close", errno);
+    int rc = ::link(tmp_.c_str(), path.c_str());
+    int err = errno;
+    ::unlink(tmp_.c_str());
+    committed_ = true;
+    if (rc != 0) {
+      return err == EEXIST ? AlreadyExistsError(path + ": already exists") : ErrnoStatus(path + ": link", err);
+    }
+    return FsyncDir(Dirname(path));
+  }
+  uint64_t size() const override { return size_; }
+
+ private:
+  Fd fd_;
+  std::string tmp_;
+  FileType type_;
+  std::function<std::string(const std::string&)> final_path_;
+  uint64_t size_ = 0;
+  bool committed_ = false;
+};
+
 class LocalBackend : public Backend {
  public:
   explicit LocalBackend(std::string root) : root_(std::move(root)) {
@@ -94,6 +132,17 @@ class LocalBackend : public Backend {
   Status Save(FileType type, const std::string& name, ByteView data) override {
     RETURN_IF_ERROR(ValidateName(type, name));
     return WriteFileAtomic(PathOf(type, name), data, 0600, Overwrite::kNo);
+  }
+
+  Result<std::unique_ptr<FileWriter>> NewWriter(FileType type) override {
+    uint8_t rnd[8];
+    RandomBytes(rnd, sizeof rnd);
+    std::string tmp = JoinPath(DirOf(type), std::string(kTempPrefix) + ToHex(rnd));
+    Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+    if (!fd.valid()) return ErrnoStatus(tmp + ": create temporary", errno);
+    return std::unique_ptr<FileWriter>(new LocalWriter(std::move(fd), tmp, type, [this, type](const std::string& name) {
+      return PathOf(type, name);
+    }));
   }
 
   Result<Bytes> Load(FileType type, const std::string& name, uint64_t offset,
@@ -170,7 +219,7 @@ class LocalBackend : public Backend {
 
   Status RemoveStaleTemporaries() override {
     std::vector<std::string> dirs = {root_, JoinPath(root_, "keys"), JoinPath(root_, "index"),
-                                     JoinPath(root_, "snapshots")};
+                                     JoinPath(root_, "snapshots"), JoinPath(root_, "data")};
     for (int i = 0; i < 256; ++i) {
       uint8_t b = uint8_t(i);
       dirs.push_back(JoinPath(JoinPath(root_, "data"), ToHex(ByteView(&b, 1))));
@@ -279,8 +328,28 @@ class MemoryLock : public WriterLock {
   bool* held_;
 };
 
+class MemoryWriter : public FileWriter {
+ public:
+  MemoryWriter(Backend* b, FileType type) : backend_(b), type_(type) {}
+  Status Append(ByteView data) override {
+    custos::Append(bytes_, data);
+    return Status::Ok();
+  }
+  Status Commit(const std::string& name) override { return backend_->Save(type_, name, bytes_); }
+  uint64_t size() const override { return bytes_.size(); }
+
+ private:
+  Backend* backend_;
+  FileType type_;
+  Bytes bytes_;
+};
+
 class MemoryBackend : public Backend {
  public:
+  Result<std::unique_ptr<FileWriter>> NewWriter(FileType type) override {
+    return std::unique_ptr<FileWriter>(new MemoryWriter(this, type));
+  }
+
   std::string Location() const override { return "memory"; }
 
   Status Create() override {

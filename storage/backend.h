@@ -50,6 +50,18 @@ class WriterLock {
   virtual ~WriterLock() = default;
 };
 
+// A file written in pieces, for data too large to hold in memory (packs).
+// Nothing is visible under any name until Commit, which has Save's
+// guarantees (atomic, durable, never replaces: AlreadyExists). Destroying
+// an uncommitted writer discards what was written.
+class FileWriter {
+ public:
+  virtual ~FileWriter() = default;
+  virtual Status Append(ByteView data) = 0;
+  virtual Status Commit(const std::string& name) = 0;
+  virtual uint64_t size() const = 0;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -60,6 +72,8 @@ class Backend {
   // is there already; a non-empty location without one is InvalidArgument.
   virtual Status Create() = 0;
   virtual Status Save(FileType type, const std::string& name, ByteView data) = 0;
+  // A streaming Save whose name is chosen at the end (content addressing).
+  virtual Result<std::unique_ptr<FileWriter>> NewWriter(FileType type) = 0;
   virtual Result<Bytes> Load(FileType type, const std::string& name, uint64_t offset = 0,
                              uint64_t length = kWholeFile) = 0;
   virtual Result<uint64_t> Size(FileType type, const std::string& name) = 0;

@@ -43,18 +43,22 @@ EncodedBlob EncodeBlob(const Key32& data_key, BlobType type, ByteView plaintext,
   out.entry.id = id;
   out.entry.type = type;
   out.entry.raw_length = uint32_t(plaintext.size());
-  Bytes compressed;
   ByteView payload = plaintext;
   if (zstd_level > 0 && plaintext.size() >= kMinCompressSize) {
     thread_local std::unique_ptr<ZSTD_CCtx, CCtxFree> cctx(ZSTD_createCCtx());
-    compressed.resize(ZSTD_compressBound(plaintext.size()));
-    size_t n = ZSTD_compressCCtx(cctx.get(), compressed.data(), compressed.size(), plaintext.data(),
-                                 plaintext.size(), zstd_level);
+    // Scratch space, uninitialised: only the pages zstd writes get touched.
+    thread_local std::unique_ptr<uint8_t[]> scratch;
+    thread_local size_t scratch_size = 0;
+    size_t bound = ZSTD_compressBound(plaintext.size());
+    if (scratch_size < bound) {
+      scratch.reset(new uint8_t[bound]);
+      scratch_size = bound;
+    }
+    size_t n = ZSTD_compressCCtx(cctx.get(), scratch.get(), bound, plaintext.data(), plaintext.size(), zstd_level);
     // Keep the compressed form only when it saves at least 1/32 of the size:
     // below that, decompression costs more than the bytes saved.
     if (!ZSTD_isError(n) && n < plaintext.size() - plaintext.size() / 32) {
-      compressed.resize(n);
-      payload = compressed;
+      payload = ByteView(scratch.get(), n);
       out.entry.compression = Compression::kZstd;
     }
   }

@@ -52,15 +52,49 @@ Result<std::vector<PackEntry>> DecodeEntries(ByteReader& r, uint32_t count) {
   return entries;
 }
 
-PackBuilder::Finished PackBuilder::Finish(const Key32& data_key) {
+Bytes EncodePackTail(const Key32& data_key, const std::vector<PackEntry>& entries) {
   Bytes header;
   PutU32(header, kFormatVersion);
-  PutU32(header, uint32_t(entries_.size()));
-  EncodeEntries(entries_, header);
-  size_t before = bytes_.size();
-  SealAppend(data_key, header, AsBytes(kPackHeaderAd), bytes_);
-  PutU32(bytes_, uint32_t(bytes_.size() - before));
-  Append(bytes_, AsBytes(kPackEndMagic));
+  PutU32(header, uint32_t(entries.size()));
+  EncodeEntries(entries, header);
+  Bytes tail;
+  SealAppend(data_key, header, AsBytes(kPackHeaderAd), tail);
+  PutU32(tail, uint32_t(tail.size()));
+  Append(tail, AsBytes(kPackEndMagic));
+  return tail;
+}
+
+PackWriter::PackWriter(std::unique_ptr<FileWriter> out) : out_(std::move(out)) {
+  status_ = out_->Append(AsBytes(kPackMagic));
+  hash_.Update(AsBytes(kPackMagic));
+  size_ = kPackMagic.size();
+}
+
+Status PackWriter::Add(EncodedBlob blob) {
+  RETURN_IF_ERROR(status_);
+  blob.entry.offset = uint32_t(size_);
+  blob.entry.stored_length = uint32_t(blob.box.size());
+  status_ = out_->Append(blob.box);
+  RETURN_IF_ERROR(status_);
+  hash_.Update(blob.box);
+  size_ += blob.box.size();
+  entries_.push_back(blob.entry);
+  return Status::Ok();
+}
+
+Result<PackWriter::Finished> PackWriter::Finish(const Key32& data_key) {
+  RETURN_IF_ERROR(status_);
+  Bytes tail = EncodePackTail(data_key, entries_);
+  RETURN_IF_ERROR(out_->Append(tail));
+  hash_.Update(tail);
+  Finished f{hash_.Finish(), std::move(entries_)};
+  Status st = out_->Commit(f.id.Hex());
+  if (!st.ok() && st.code() != Code::kAlreadyExists) return st;
+  return f;
+}
+
+PackBuilder::Finished PackBuilder::Finish(const Key32& data_key) {
+  Append(bytes_, EncodePackTail(data_key, entries_));
   Finished f;
   f.id = Sha256(bytes_);
   f.bytes = std::move(bytes_);

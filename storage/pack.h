@@ -10,6 +10,7 @@
 #include "base/bytes.h"
 #include "base/crypto.h"
 #include "base/status.h"
+#include "storage/backend.h"
 #include "storage/blob.h"
 
 namespace custos::storage {
@@ -36,6 +37,35 @@ class PackBuilder {
   Bytes bytes_;
   std::vector<PackEntry> entries_;
 };
+
+// Streams a pack to a backend writer: blobs go to disk as they come, the
+// pack's SHA-256 is computed on the way, the header goes last. Memory stays
+// small whatever the pack size. Not thread-safe.
+class PackWriter {
+ public:
+  explicit PackWriter(std::unique_ptr<FileWriter> out);
+  Status Add(EncodedBlob blob);
+  uint64_t size() const { return size_; }
+  bool empty() const { return entries_.empty(); }
+
+  struct Finished {
+    Id id;
+    std::vector<PackEntry> entries;
+  };
+  // Seals the header and commits the file under the pack's ID. AlreadyExists
+  // (an identical pack is stored) counts as success.
+  Result<Finished> Finish(const Key32& data_key);
+
+ private:
+  std::unique_ptr<FileWriter> out_;
+  Sha256Stream hash_;
+  std::vector<PackEntry> entries_;
+  uint64_t size_ = 0;
+  Status status_;
+};
+
+// The header box and trailer that end a pack holding `entries`.
+Bytes EncodePackTail(const Key32& data_key, const std::vector<PackEntry>& entries);
 
 // Serialises and parses the list of entries; shared by pack headers and
 // index files. Parse validates every field; Corruption on any defect.

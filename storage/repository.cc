@@ -303,9 +303,20 @@ Result<bool> Repository::AddEncodedBlob(EncodedBlob blob) {
   std::lock_guard<std::mutex> g(mu_);
   if (!lock_) std::abort();  // writing without the writer lock is a bug
   if (open_pack_ids_.count(blob.entry.id) || index_.Has(blob.entry.id)) return false;
-  open_pack_ids_.insert(blob.entry.id);
-  open_pack_.Add(std::move(blob));
-  if (open_pack_.size() >= config_.pack_size) {
+  if (!open_pack_) {
+    auto writer = backend_->NewWriter(FileType::kPack);
+    if (!writer.ok()) return writer.status().Annotate("new pack");
+    open_pack_ = std::make_unique<PackWriter>(std::move(writer).value());
+  }
+  Id id = blob.entry.id;
+  Status added = open_pack_->Add(std::move(blob));
+  if (!added.ok()) {
+    open_pack_.reset();
+    open_pack_ids_.clear();
+    return added.Annotate("write pack");
+  }
+  open_pack_ids_.insert(id);
+  if (open_pack_->size() >= config_.pack_size) {
     RETURN_IF_ERROR(SavePackLocked());
     if (unindexed_.size() >= kIndexEveryPacks) RETURN_IF_ERROR(WriteIndexLocked());
   }
@@ -313,14 +324,15 @@ Result<bool> Repository::AddEncodedBlob(EncodedBlob blob) {
 }
 
 Status Repository::SavePackLocked() {
-  if (open_pack_.empty()) return Status::Ok();
-  PackBuilder::Finished f = open_pack_.Finish(keys_->data);
-  Status st = backend_->Save(FileType::kPack, f.id.Hex(), f.bytes);
-  if (!st.ok() && st.code() != Code::kAlreadyExists) {
+  if (!open_pack_ || open_pack_->empty()) return Status::Ok();
+  auto finished = open_pack_->Finish(keys_->data);
+  open_pack_.reset();
+  if (!finished.ok()) {
     // The blobs are lost from this session; forget them so a retry re-adds them.
     open_pack_ids_.clear();
-    return st.Annotate("save pack " + f.id.Hex());
+    return finished.status().Annotate("save pack");
   }
+  PackWriter::Finished& f = *finished;
   uint32_t n = index_.AddPack(f.id);
   for (const auto& e : f.entries) index_.Add(n, e);
   open_pack_ids_.clear();

@@ -156,7 +156,7 @@ class Repository {
   std::vector<std::string> index_files_;
   std::vector<Status> index_errors_;
   std::unique_ptr<WriterLock> lock_;
-  PackBuilder open_pack_;
+  std::unique_ptr<PackWriter> open_pack_;  // null until the first blob
   std::unordered_set<Id, IdHash> open_pack_ids_;
   std::vector<IndexPack> unindexed_;
 };
