@@ -76,6 +76,8 @@ class LocalWriter : public FileWriter {
     std::string path = final_path_(name);
     if (::fsync(fd_.get()) != 0) return ErrnoStatus(path + ": fsync", errno);
     if (::close(fd_.release()) != 0) return ErrnoStatus(path + ": close", errno);
+    // data/XX may be missing in a copied repository (tools skip empty dirs).
+    RETURN_IF_ERROR(MakeDirs(Dirname(path)));
     int rc = ::link(tmp_.c_str(), path.c_str());
     int err = errno;
     ::unlink(tmp_.c_str());
@@ -131,7 +133,11 @@ class LocalBackend : public Backend {
 
   Status Save(FileType type, const std::string& name, ByteView data) override {
     RETURN_IF_ERROR(ValidateName(type, name));
-    return WriteFileAtomic(PathOf(type, name), data, 0600, Overwrite::kNo);
+    std::string path = PathOf(type, name);
+    // Layout directories may be missing in a copied repository (tools that
+    // skip empty directories): recreate them on demand.
+    RETURN_IF_ERROR(MakeDirs(Dirname(path)));
+    return WriteFileAtomic(path, data, 0600, Overwrite::kNo);
   }
 
   Result<std::unique_ptr<FileWriter>> NewWriter(FileType type) override {
