@@ -40,5 +40,7 @@ std::string HumanDuration(double seconds);
 
 // Backup and browsing: backup, snapshots, ls, diff, stats.
 void AddSnapshotCommands(CLI::App& app, Globals& g, int& rc);
+// restore
+void AddRestoreCommands(CLI::App& app, Globals& g, int& rc);
 
 }  // namespace custos::cli

@@ -336,6 +336,7 @@ exits 1. Takes no lock: safe while a backup runs.)");
   });
 
   AddSnapshotCommands(app, g, rc);
+  AddRestoreCommands(app, g, rc);
 
   try {
     app.parse(argc, argv);

@@ -118,9 +118,9 @@ json ManifestJson(const snapshot::SnapshotInfo& s) {
   const auto& m = s.manifest;
   json paths = json::array();
   for (const auto& p : m.paths) {
-    json pj;
-    PutText(pj, "p", p);
-    paths.push_back(pj.contains("p") ? pj["p"] : pj);
+    // Not UTF-8: {"base64": ...}, as in the manifest itself.
+    if (IsValidUtf8(p)) paths.push_back(p);
+    else paths.push_back(json{{"base64", Base64Encode(AsBytes(p))}});
   }
   const auto& u = m.summary;
   return json{{"id", s.id.Hex()},

@@ -1,0 +1,172 @@
+// custos restore
+#include <nlohmann/json.hpp>
+
+#include <cstdio>
+#include <ctime>
+#include <iostream>
+
+#include "cmd/cli_util.h"
+#include "cmd/common.h"
+#include "restore/restorer.h"
+#include "snapshot/manifest.h"
+
+namespace custos::cli {
+
+using nlohmann::json;
+
+namespace {
+
+// "2026-11-20T02:00:00Z", "2026-11-20 02:00[:00]" (local time), "2026-11-20"
+// (local midnight), or with a numeric offset "+07:00". Returns Unix ns.
+std::optional<int64_t> ParseTime(const std::string& s) {
+  const char* formats[] = {"%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%d %H:%M:%S%z", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S",
+                           "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M", "%Y-%m-%d"};
+  std::string t = s;
+  bool utc = !t.empty() && (t.back() == 'Z' || t.back() == 'z');
+  if (utc) t.pop_back();
+  for (const char* f : formats) {
+    tm tmv{};
+    tmv.tm_isdst = -1;
+    const char* end = strptime(t.c_str(), f, &tmv);
+    if (!end || *end != '\0') continue;
+    bool has_zone = std::string(f).find("%z") != std::string::npos;
+    time_t secs;
+    if (utc || has_zone) {
+      long off = has_zone ? tmv.tm_gmtoff : 0;
+      secs = timegm(&tmv) - off;
+    } else {
+      secs = mktime(&tmv);
+    }
+    return int64_t(secs) * 1000000000;
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+void AddRestoreCommands(CLI::App& app, Globals& g, int& rc) {
+  auto* cmd = app.add_subcommand("restore", "Restore a snapshot into a directory and verify every file");
+  cmd->footer(R"(
+SNAPSHOT is an ID, a unique ID prefix or 'latest'; SNAPSHOT:/some/path restores
+only that subtree. Instead of SNAPSHOT, --before TIME picks the newest snapshot
+taken before TIME (the last clean point before an incident); add --host to
+choose the server. TIME: 2026-11-20T02:00:00Z, '2026-11-20 02:00' (local
+time), 2026-11-20, or with an offset such as 2026-11-20T02:00:00+07:00.
+
+Every file is written under a temporary name, read back and compared with the
+SHA-256 recorded at backup time (unless --verify none), and only then renamed
+into place: an interrupted restore never leaves a truncated file under a real
+name, and running the same restore again finishes the job, skipping files that
+are already correct. Nothing is ever written outside --target: names are
+checked and no symlink in the target is followed. Ownership is restored when
+running as root; device nodes need root.
+
+Exit code 3 when some files could not be restored (each is named, with the
+reason); 11 when another restore is writing into the same target.)");
+  static std::string spec, target, before, host, overwrite = "if-changed", verify = "hash";
+  static std::vector<std::string> includes, excludes;
+  cmd->add_option("SNAPSHOT", spec, "Snapshot[:path] to restore");
+  cmd->add_option("-t,--target", target, "Directory to restore into (created if missing)")->required();
+  cmd->add_option("--include", includes, "Restore only paths matching PATTERN (repeatable)");
+  cmd->add_option("--exclude", excludes, "Do not restore paths matching PATTERN (repeatable)");
+  cmd->add_option("--overwrite", overwrite, "Existing files: never, if-changed (default), always")
+      ->check(CLI::IsMember({"never", "if-changed", "always"}));
+  cmd->add_option("--verify", verify, "hash (default): read back and compare SHA-256; none: skip")
+      ->check(CLI::IsMember({"none", "hash"}));
+  cmd->add_option("--before", before, "Pick the newest snapshot taken before TIME");
+  cmd->add_option("--host", host, "With --before or 'latest': only snapshots of this host");
+  cmd->callback([&] {
+    if (spec.empty() == before.empty()) {
+      rc = Fail(InvalidArgumentError("give either SNAPSHOT or --before TIME"), kExitUsage);
+      return;
+    }
+    Opened op = OpenRepo(g, true);
+    if (!op.repo) { rc = op.exit_code; return; }
+    auto& repo = *op.repo;
+    std::string snap_spec = spec, subpath = "/";
+    if (auto colon = spec.find(':'); colon != std::string::npos) {
+      snap_spec = spec.substr(0, colon);
+      subpath = spec.substr(colon + 1);
+      if (subpath.empty()) subpath = "/";
+    }
+    snapshot::SnapshotInfo chosen;
+    if (!before.empty()) {
+      auto t = ParseTime(before);
+      if (!t) { rc = Fail(InvalidArgumentError("--before: cannot read time '" + before + "'"), kExitUsage); return; }
+      auto all = snapshot::LoadSnapshots(repo);
+      if (!all.ok()) { rc = Fail(all.status()); return; }
+      bool found = false;
+      for (auto it = all->rbegin(); it != all->rend(); ++it) {
+        if (it->manifest.time_ns < *t && (host.empty() || it->manifest.host == host)) {
+          chosen = *it;
+          found = true;
+          break;
+        }
+      }
+      if (!found) {
+        rc = Fail(NotFoundError("no snapshot" + (host.empty() ? "" : " of host " + host) + " was taken before " +
+                                snapshot::FormatTimeNs(*t)));
+        return;
+      }
+      if (!g.json && !g.quiet) {
+        std::printf("picked snapshot %s taken %s on %s (the newest before %s)\n", chosen.id.Short().c_str(),
+                    chosen.manifest.time.c_str(), chosen.manifest.host.c_str(), snapshot::FormatTimeNs(*t).c_str());
+      }
+    } else {
+      auto s = snapshot::FindSnapshot(repo, snap_spec, snapshot::SnapshotFilter{host, {}, {}});
+      if (!s.ok()) { rc = Fail(s.status()); return; }
+      chosen = *s;
+    }
+    restore::RestoreOptions o;
+    o.target = target;
+    o.subpath = subpath;
+    o.includes = includes;
+    o.excludes = excludes;
+    o.overwrite = overwrite == "never" ? restore::OverwritePolicy::kNever
+                  : overwrite == "always" ? restore::OverwritePolicy::kAlways
+                                          : restore::OverwritePolicy::kIfChanged;
+    o.verify = verify == "hash";
+    bool tty = StderrIsTty() && !g.quiet && !g.json;
+    if (tty) {
+      o.progress = [](uint64_t fd, uint64_t ft, uint64_t bd, uint64_t bt) {
+        std::fprintf(stderr, "\r\033[K%llu/%llu files, %s/%s", (unsigned long long)fd, (unsigned long long)ft,
+                     HumanBytes(bd).c_str(), HumanBytes(bt).c_str());
+      };
+    }
+    auto res = restore::Restore(repo, chosen.manifest.tree, o);
+    if (tty) std::fprintf(stderr, "\r\033[K");
+    if (!res.ok()) { rc = Fail(res.status().Annotate("restore")); return; }
+    if (g.json) {
+      std::cout << json{{"snapshot_id", chosen.id.Hex()},
+                        {"host", chosen.manifest.host},
+                        {"target", target},
+                        {"files_restored", res->files_restored},
+                        {"files_skipped", res->files_skipped},
+                        {"files_verified", res->files_verified},
+                        {"files_failed", res->files_failed},
+                        {"dirs", res->dirs},
+                        {"links", res->links},
+                        {"specials", res->specials},
+                        {"bytes_written", res->bytes_written},
+                        {"duration_s", res->duration_s},
+                        {"verified", o.verify},
+                        {"failures", res->failures}}
+                       .dump(-1, ' ', false, json::error_handler_t::replace)
+                << "\n";
+    } else {
+      for (const auto& f : res->failures) std::fprintf(stderr, "error: %s\n", f.c_str());
+      if (!g.quiet) {
+        std::printf("restored %llu files (%s), %llu dirs, %llu links, %llu special; %llu already correct; %llu failed; in %s\n",
+                    (unsigned long long)res->files_restored, HumanBytes(res->bytes_written).c_str(),
+                    (unsigned long long)res->dirs, (unsigned long long)res->links, (unsigned long long)res->specials,
+                    (unsigned long long)res->files_skipped, (unsigned long long)res->files_failed,
+                    HumanDuration(res->duration_s).c_str());
+        std::printf(o.verify ? "verification: %llu files match their recorded SHA-256\n" : "verification: off%llu\n",
+                    o.verify ? (unsigned long long)res->files_verified : 0ull);
+      }
+    }
+    if (!res->ok()) rc = kExitPartial;
+  });
+}
+
+}  // namespace custos::cli

@@ -1,0 +1,576 @@
+#include "restore/restorer.h"
+
+#include <fcntl.h>
+#include <fnmatch.h>
+#include <sys/file.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+
+#include "base/crypto.h"
+#include "base/file_util.h"
+#include "snapshot/archiver.h"
+#include "snapshot/browse.h"
+#include "storage/format.h"
+
+namespace custos::restore {
+
+using snapshot::Node;
+using snapshot::NodeType;
+
+namespace {
+
+constexpr char kTmpPrefix[] = ".custos-restore-";
+// Blobs of a pack closer than this are read in one request; a request
+// never exceeds kMaxSpan, which bounds each worker's buffer.
+constexpr uint64_t kMaxGap = 256 << 10;
+constexpr uint64_t kMaxSpan = 16 << 20;
+
+std::string TmpName() {
+  uint8_t r[8];
+  RandomBytes(r, sizeof r);
+  return std::string(kTmpPrefix) + ToHex(ByteView(r, 8));
+}
+
+timespec ToTs(const snapshot::Timestamp& t) { return timespec{time_t(t.sec), long(t.nsec)}; }
+
+struct FileTask {
+  std::shared_ptr<Fd> dir;
+  std::string name, path, tmp;
+  Node node;
+  std::atomic<uint64_t> remaining{0};
+  std::atomic<bool> failed{false};
+  std::string error;  // first failure, under the restorer's mutex
+  bool done = false;
+};
+
+// The first of a set of hard links: a file task, or a file already correct
+// in the target (task == kNoTask).
+constexpr size_t kNoTask = ~size_t(0);
+struct LinkSource {
+  size_t task = kNoTask;
+  std::shared_ptr<Fd> dir;
+  std::string name, path;
+};
+
+struct LinkTask {
+  std::shared_ptr<Fd> dir;
+  std::string name, path;
+  LinkSource source;
+};
+
+struct DirTask {
+  std::shared_ptr<Fd> fd;
+  std::string path;
+  Node node;
+};
+
+struct Use {
+  size_t file;
+  uint64_t offset;
+};
+
+class Restorer {
+ public:
+  Restorer(storage::Repository& repo, const RestoreOptions& o) : repo_(repo), opts_(o) {}
+  Result<RestoreResult> Run(const Id& root_tree);
+
+ private:
+  bool Selected(const std::string& path) const;
+  void Walk(const std::shared_ptr<Fd>& dir, const std::string& path, const Id& tree, bool selected_parent);
+  void Entry(const std::shared_ptr<Fd>& dir, const std::string& path, const Node& n, bool selected_parent);
+  // Returns the new file task's index, or kNoTask when the file was
+  // skipped (already correct) or failed.
+  size_t PlanFile(const std::shared_ptr<Fd>& dir, const std::string& path, const Node& n);
+  void Fail(const std::string& path, const std::string& why);
+  void FailFile(FileTask& f, const std::string& why);
+  void WriteChunk(FileTask& f, uint64_t offset, ByteView data);
+  void Finalize(FileTask& f);
+  Status ApplyMetadata(int fd, const Node& n, bool is_dir, const std::string& path);
+  void ApplySymlinkMetadata(int dirfd, const std::string& name, const Node& n);
+  void PackWorker();
+
+  storage::Repository& repo_;
+  RestoreOptions opts_;
+  bool root_ = ::geteuid() == 0;
+  std::mutex mu_;
+  RestoreResult result_;
+  std::vector<std::unique_ptr<FileTask>> files_;
+  std::vector<LinkTask> links_;
+  std::vector<DirTask> dirs_;
+  std::map<std::pair<uint64_t, uint64_t>, LinkSource> hardlinks_;  // (dev, inode) -> first link
+  std::unordered_map<Id, std::vector<Use>, IdHash> uses_;
+  std::vector<std::pair<Id, std::vector<storage::BlobLocation>>> packs_;
+  std::atomic<size_t> next_pack_{0};
+  std::atomic<uint64_t> files_done_{0}, bytes_done_{0};
+  uint64_t bytes_total_ = 0;
+};
+
+bool Restorer::Selected(const std::string& path) const {
+  std::string name = path.substr(path.find_last_of('/') + 1);
+  if (snapshot::MatchesExclude(opts_.excludes, path, name)) return false;
+  if (opts_.includes.empty()) return true;
+  // An include matches the path itself or one of its parents.
+  std::string p = path;
+  while (!p.empty() && p != "/") {
+    std::string base = p.substr(p.find_last_of('/') + 1);
+    if (snapshot::MatchesExclude(opts_.includes, p, base)) return true;
+    p = p.substr(0, p.find_last_of('/'));
+  }
+  return false;
+}
+
+void Restorer::Fail(const std::string& path, const std::string& why) {
+  std::lock_guard<std::mutex> g(mu_);
+  result_.failures.push_back(path + ": " + why);
+}
+
+void Restorer::FailFile(FileTask& f, const std::string& why) {
+  bool expected = false;
+  if (f.failed.compare_exchange_strong(expected, true)) {
+    std::lock_guard<std::mutex> g(mu_);
+    f.error = why;
+  }
+}
+
+void Restorer::Walk(const std::shared_ptr<Fd>& dir, const std::string& path, const Id& tree, bool selected_parent) {
+  auto t = snapshot::LoadTree(repo_, tree);
+  if (!t.ok()) {
+    Fail(path, "tree unreadable: " + t.status().ToString());
+    return;
+  }
+  for (const auto& n : t->nodes) Entry(dir, path == "/" ? "/" + n.name : path + "/" + n.name, n, selected_parent);
+}
+
+void Restorer::Entry(const std::shared_ptr<Fd>& dir, const std::string& path, const Node& n, bool selected_parent) {
+  if (!snapshot::IsSafeName(n.name)) {  // DecodeTree already refuses these; never trust one layer alone
+    Fail(path, "unsafe name refused");
+    return;
+  }
+  bool excluded = snapshot::MatchesExclude(opts_.excludes, path, n.name);
+  if (excluded) return;
+  bool selected = selected_parent || Selected(path);
+  const char* name = n.name.c_str();
+  int dfd = dir->get();
+  if (n.type == NodeType::kDir) {
+    if (selected) {
+      if (::mkdirat(dfd, name, 0700) != 0 && errno != EEXIST) {
+        Fail(path, std::string("create directory: ") + std::strerror(errno));
+        return;
+      }
+    }
+    auto sub = std::make_shared<Fd>(::openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!sub->valid()) {
+      if (!selected && errno == ENOENT) {
+        // Not created: restore below only if something is selected there.
+        // Create it now (lazily) and retry; empty directories of unselected
+        // subtrees are removed again at the end.
+        if (::mkdirat(dfd, name, 0700) != 0) return;
+        sub = std::make_shared<Fd>(::openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+        if (!sub->valid()) return;
+        Walk(sub, path, n.subtree, false);
+        // We made it: remove it again if nothing inside was selected.
+        if (::unlinkat(dfd, name, AT_REMOVEDIR) == 0) return;
+        ++result_.dirs;
+        dirs_.push_back(DirTask{sub, path, n});
+        return;
+      }
+      Fail(path, errno == ELOOP || errno == ENOTDIR ? "exists in the target as a non-directory or symlink; refusing to follow it"
+                                                     : std::string("open directory: ") + std::strerror(errno));
+      return;
+    }
+    ++result_.dirs;
+    Walk(sub, path, n.subtree, selected);
+    dirs_.push_back(DirTask{sub, path, n});
+    return;
+  }
+  if (!selected) return;
+  if (n.type == NodeType::kFile) {
+    if (n.nlink > 1) {
+      auto key = std::make_pair(n.dev, n.inode);
+      auto it = hardlinks_.find(key);
+      if (it != hardlinks_.end()) {
+        links_.push_back(LinkTask{dir, n.name, path, it->second});
+        return;
+      }
+      size_t task = PlanFile(dir, path, n);
+      hardlinks_[key] = LinkSource{task, dir, n.name, path};
+      return;
+    }
+    PlanFile(dir, path, n);
+    return;
+  }
+  // Symlinks, fifos, devices: made under a temporary name, renamed into place.
+  struct stat st;
+  bool exists = ::fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
+  if (exists && opts_.overwrite == OverwritePolicy::kNever) {
+    ++result_.files_skipped;
+    return;
+  }
+  if (exists && S_ISDIR(st.st_mode)) {
+    Fail(path, "exists in the target as a directory");
+    return;
+  }
+  std::string tmp = TmpName();
+  int rc = -1;
+  switch (n.type) {
+    case NodeType::kSymlink: rc = ::symlinkat(n.link_target.c_str(), dfd, tmp.c_str()); break;
+    case NodeType::kFifo: rc = ::mkfifoat(dfd, tmp.c_str(), 0600); break;
+    case NodeType::kCharDev:
+    case NodeType::kBlockDev:
+      if (!root_) {
+        Fail(path, "device nodes need root to restore; skipped");
+        return;
+      }
+      rc = ::mknodat(dfd, tmp.c_str(), (n.type == NodeType::kCharDev ? S_IFCHR : S_IFBLK) | 0600, dev_t(n.rdev));
+      break;
+    case NodeType::kSocket:
+      ++result_.specials;  // a socket is made by the program that listens on it
+      return;
+    default: return;
+  }
+  if (rc != 0) {
+    Fail(path, std::string("create: ") + std::strerror(errno));
+    return;
+  }
+  if (n.type == NodeType::kSymlink) {
+    ApplySymlinkMetadata(dfd, tmp, n);
+  } else {
+    Fd fd(::openat(dfd, tmp.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+    // Metadata on special files through the path (fchmod needs a real fd).
+    if (root_) ::fchownat(dfd, tmp.c_str(), n.uid, n.gid, AT_SYMLINK_NOFOLLOW);
+    ::fchmodat(dfd, tmp.c_str(), n.mode, 0);
+    timespec ts[2] = {ToTs(n.atime), ToTs(n.mtime)};
+    ::utimensat(dfd, tmp.c_str(), ts, AT_SYMLINK_NOFOLLOW);
+  }
+  if (::renameat(dfd, tmp.c_str(), dfd, name) != 0) {
+    Fail(path, std::string("rename into place: ") + std::strerror(errno));
+    ::unlinkat(dfd, tmp.c_str(), 0);
+    return;
+  }
+  ++result_.specials;
+}
+
+size_t Restorer::PlanFile(const std::shared_ptr<Fd>& dir, const std::string& path, const Node& n) {
+  int dfd = dir->get();
+  struct stat st;
+  if (::fstatat(dfd, n.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
+    if (S_ISDIR(st.st_mode)) {
+      Fail(path, "exists in the target as a directory");
+      return kNoTask;
+    }
+    if (opts_.overwrite == OverwritePolicy::kNever) {
+      ++result_.files_skipped;
+      return kNoTask;
+    }
+    if (opts_.overwrite == OverwritePolicy::kIfChanged && S_ISREG(st.st_mode) && uint64_t(st.st_size) == n.size) {
+      Fd fd(::openat(dfd, n.name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+      if (fd.valid()) {
+        Sha256Stream h;
+        std::vector<uint8_t> buf(1 << 20);
+        ssize_t r;
+        while ((r = ::read(fd.get(), buf.data(), buf.size())) > 0) h.Update(ByteView(buf.data(), size_t(r)));
+        if (r == 0 && h.Finish() == n.file_sha256) {
+          ++result_.files_skipped;
+          files_done_++;
+          return kNoTask;
+        }
+      }
+    }
+  }
+  auto f = std::make_unique<FileTask>();
+  f->dir = dir;
+  f->name = n.name;
+  f->path = path;
+  f->node = n;
+  f->tmp = TmpName();
+  Fd fd(::openat(dfd, f->tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+  if (!fd.valid()) {
+    Fail(path, std::string("create: ") + std::strerror(errno));
+    return kNoTask;
+  }
+  // Full size first: holes stay holes (all-zero chunks in holes are not written).
+  if (::ftruncate(fd.get(), off_t(n.size)) != 0) {
+    int err = errno;
+    ::unlinkat(dfd, f->tmp.c_str(), 0);
+    Fail(path, std::string("allocate: ") + std::strerror(err));
+    return kNoTask;
+  }
+  f->remaining = n.content.size();
+  size_t idx = files_.size();
+  uint64_t off = 0;
+  for (const auto& c : n.content) {
+    uses_[c.id].push_back(Use{idx, off});
+    off += c.size;
+  }
+  bytes_total_ += n.size;
+  files_.push_back(std::move(f));
+  return idx;
+}
+
+void Restorer::WriteChunk(FileTask& f, uint64_t offset, ByteView data) {
+  if (!f.failed) {
+    // The pieces to write: the chunk minus the file's recorded holes (when
+    // those bytes are zero, as they should be), so sparse files stay sparse.
+    std::vector<std::pair<uint64_t, uint64_t>> pieces;  // (offset in chunk, length)
+    uint64_t pos = 0, end = data.size();
+    for (const auto& [hoff, hlen] : f.node.holes) {
+      uint64_t hs = std::max(hoff, offset), he = std::min(hoff + hlen, offset + end);
+      if (hs >= he) continue;
+      uint64_t s = hs - offset, e = he - offset;
+      bool zero = std::all_of(data.begin() + long(s), data.begin() + long(e), [](uint8_t b) { return b == 0; });
+      if (!zero) continue;
+      if (s > pos) pieces.emplace_back(pos, s - pos);
+      pos = std::max(pos, e);
+    }
+    if (pos < end) pieces.emplace_back(pos, end - pos);
+    if (!pieces.empty()) {
+      Fd fd(::openat(f.dir->get(), f.tmp.c_str(), O_WRONLY | O_NOFOLLOW | O_CLOEXEC));
+      if (!fd.valid()) FailFile(f, std::string("open for writing: ") + std::strerror(errno));
+      for (const auto& [po, pl] : pieces) {
+        size_t done = 0;
+        while (fd.valid() && done < pl) {
+          ssize_t w = ::pwrite(fd.get(), data.data() + po + done, pl - done, off_t(offset + po + done));
+          if (w < 0) {
+            if (errno == EINTR) continue;
+            FailFile(f, std::string("write: ") + std::strerror(errno));
+            break;
+          }
+          done += size_t(w);
+        }
+        if (f.failed) break;
+      }
+    }
+    bytes_done_ += data.size();
+  }
+  if (--f.remaining == 0) Finalize(f);
+}
+
+Status Restorer::ApplyMetadata(int fd, const Node& n, bool is_dir, const std::string& path) {
+  if (root_ && ::fchown(fd, n.uid, n.gid) != 0) return ErrnoStatus("chown", errno);
+  for (const auto& [k, v] : n.xattrs) {
+    if (::fsetxattr(fd, k.c_str(), v.data(), v.size(), 0) != 0 && errno != ENOTSUP && errno != EPERM) {
+      return ErrnoStatus("set xattr " + k, errno);
+    }
+  }
+  // chmod after chown: chown clears setuid/setgid.
+  if (::fchmod(fd, n.mode) != 0) return ErrnoStatus("chmod", errno);
+  timespec ts[2] = {ToTs(n.atime), ToTs(n.mtime)};
+  if (::futimens(fd, ts) != 0) return ErrnoStatus("set times", errno);
+  return Status::Ok();
+}
+
+void Restorer::ApplySymlinkMetadata(int dirfd, const std::string& name, const Node& n) {
+  if (root_) ::fchownat(dirfd, name.c_str(), n.uid, n.gid, AT_SYMLINK_NOFOLLOW);
+  timespec ts[2] = {ToTs(n.atime), ToTs(n.mtime)};
+  ::utimensat(dirfd, name.c_str(), ts, AT_SYMLINK_NOFOLLOW);
+}
+
+void Restorer::Finalize(FileTask& f) {
+  int dfd = f.dir->get();
+  files_done_++;
+  if (!f.failed) {
+    Fd fd(::openat(dfd, f.tmp.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+    if (!fd.valid()) {
+      FailFile(f, std::string("reopen: ") + std::strerror(errno));
+    } else {
+      if (opts_.verify) {
+        Sha256Stream h;
+        std::unique_ptr<uint8_t[]> buf(new uint8_t[1 << 20]);
+        ssize_t r;
+        uint64_t total = 0;
+        while ((r = ::read(fd.get(), buf.get(), 1 << 20)) > 0) {
+          h.Update(ByteView(buf.get(), size_t(r)));
+          total += uint64_t(r);
+        }
+        if (r < 0) FailFile(f, std::string("read back: ") + std::strerror(errno));
+        else if (total != f.node.size || h.Finish() != f.node.file_sha256) {
+          FailFile(f, "verification failed: content does not match the recorded SHA-256");
+        }
+      }
+      if (!f.failed) {
+        Status st = ApplyMetadata(fd.get(), f.node, false, f.path);
+        if (!st.ok()) FailFile(f, st.message());
+      }
+    }
+  }
+  if (!f.failed && ::renameat(dfd, f.tmp.c_str(), dfd, f.name.c_str()) != 0) {
+    FailFile(f, std::string("rename into place: ") + std::strerror(errno));
+  }
+  if (f.failed) {
+    ::unlinkat(dfd, f.tmp.c_str(), 0);
+  } else {
+    std::lock_guard<std::mutex> g(mu_);
+    ++result_.files_restored;
+    if (opts_.verify) ++result_.files_verified;
+    result_.bytes_written += f.node.size;
+  }
+  f.done = true;
+  // Close the directory once no file needs it (hard-link sources keep it).
+  if (f.node.nlink <= 1) f.dir.reset();
+}
+
+void Restorer::PackWorker() {
+  auto& backend = repo_.backend();
+  const Key32& key = repo_.keys().data;
+  for (size_t i = next_pack_++; i < packs_.size(); i = next_pack_++) {
+    const Id& pack = packs_[i].first;
+    auto& blobs = packs_[i].second;
+    std::sort(blobs.begin(), blobs.end(),
+              [](const storage::BlobLocation& a, const storage::BlobLocation& b) { return a.entry.offset < b.entry.offset; });
+    size_t b = 0;
+    while (b < blobs.size()) {
+      // A span of nearby blobs, read with one request.
+      uint64_t start = blobs[b].entry.offset, end = start + blobs[b].entry.stored_length;
+      size_t e = b + 1;
+      while (e < blobs.size() && blobs[e].entry.offset <= end + kMaxGap &&
+             blobs[e].entry.offset + blobs[e].entry.stored_length - start <= kMaxSpan) {
+        end = std::max<uint64_t>(end, blobs[e].entry.offset + blobs[e].entry.stored_length);
+        ++e;
+      }
+      auto span = backend.Load(storage::FileType::kPack, pack.Hex(), start, end - start);
+      for (size_t k = b; k < e; ++k) {
+        const auto& loc = blobs[k];
+        auto& uses = uses_.at(loc.entry.id);
+        Result<Bytes> plain = span.ok()
+            ? storage::DecodeBlob(key, loc.entry, ByteView(span->data() + (loc.entry.offset - start), loc.entry.stored_length))
+            : Result<Bytes>(span.status());
+        for (const auto& u : uses) {
+          FileTask& f = *files_[u.file];
+          if (!plain.ok()) {
+            FailFile(f, "blob " + loc.entry.id.Short() + " in pack " + pack.Short() + ": " + plain.status().ToString());
+            if (--f.remaining == 0) Finalize(f);
+          } else {
+            WriteChunk(f, u.offset, *plain);
+          }
+        }
+      }
+      b = e;
+      if (opts_.progress) opts_.progress(files_done_, files_.size() + result_.files_skipped, bytes_done_, bytes_total_);
+    }
+  }
+}
+
+Result<RestoreResult> Restorer::Run(const Id& root_tree) {
+  auto start = std::chrono::steady_clock::now();
+  if (opts_.target.empty()) return InvalidArgumentError("restore: no target directory");
+  // Directories stay open until their metadata is applied at the end.
+  rlimit rl;
+  if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &rl);
+  }
+  RETURN_IF_ERROR(MakeDirs(opts_.target, 0700).Annotate("restore target " + opts_.target));
+  auto target = std::make_shared<Fd>(::open(opts_.target.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!target->valid()) return ErrnoStatus("restore target " + opts_.target, errno);
+  if (::flock(target->get(), LOCK_EX | LOCK_NB) != 0) {
+    if (errno == EWOULDBLOCK) return BusyError("restore target " + opts_.target + " is in use by another restore");
+    return ErrnoStatus("restore target " + opts_.target + ": lock", errno);
+  }
+  // Writable at all? A read-only target fails here, clearly, before any work.
+  {
+    std::string probe = TmpName();
+    Fd fd(::openat(target->get(), probe.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+    if (!fd.valid()) return ErrnoStatus("restore target " + opts_.target + ": cannot write", errno);
+    ::unlinkat(target->get(), probe.c_str(), 0);
+  }
+  ASSIGN_OR_RETURN(Node start_node, snapshot::FindPath(repo_, root_tree, opts_.subpath));
+  std::string base = snapshot::NormalizePath(opts_.subpath);
+  if (start_node.type == NodeType::kDir) {
+    Walk(target, base, start_node.subtree, false);
+    if (base != "/") dirs_.push_back(DirTask{target, base, start_node});
+  } else {
+    Entry(target, base, start_node, false);
+  }
+  // Group the needed blobs by pack.
+  std::unordered_map<Id, std::vector<storage::BlobLocation>, IdHash> by_pack;
+  for (const auto& [id, uses] : uses_) {
+    auto loc = repo_.FindBlob(id);
+    if (!loc) {
+      for (const auto& u : uses) {
+        FailFile(*files_[u.file], "blob " + id.Short() + " is not in the repository index");
+      }
+      continue;
+    }
+    by_pack[loc->pack].push_back(*loc);
+  }
+  // Files whose blobs are missing, and empty files, finish now.
+  for (auto& f : files_) {
+    uint64_t known = 0;
+    for (const auto& c : f->node.content) known += repo_.FindBlob(c.id) ? 1 : 0;
+    uint64_t missing = f->node.content.size() - known;
+    if (missing > 0 && (f->remaining -= missing) == 0) Finalize(*f);
+    if (f->node.content.empty()) Finalize(*f);
+  }
+  packs_.assign(by_pack.begin(), by_pack.end());
+  std::sort(packs_.begin(), packs_.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  int workers = opts_.workers > 0 ? opts_.workers : int(2 * std::max(1u, std::thread::hardware_concurrency()));
+  std::vector<std::thread> pool;
+  for (int i = 0; i < workers; ++i) pool.emplace_back([this] { PackWorker(); });
+  for (auto& t : pool) t.join();
+  // Hard links to files restored above.
+  for (const auto& l : links_) {
+    const LinkSource& src = l.source;
+    if (src.task != kNoTask && (!files_[src.task]->done || files_[src.task]->failed)) {
+      Fail(l.path, "hard link target " + src.path + " was not restored");
+      continue;
+    }
+    struct stat a, b;
+    if (::fstatat(src.dir->get(), src.name.c_str(), &a, AT_SYMLINK_NOFOLLOW) != 0) {
+      Fail(l.path, "hard link target " + src.path + " is missing");
+      continue;
+    }
+    if (::fstatat(l.dir->get(), l.name.c_str(), &b, AT_SYMLINK_NOFOLLOW) == 0 && a.st_dev == b.st_dev &&
+        a.st_ino == b.st_ino) {
+      ++result_.files_skipped;  // already linked
+      continue;
+    }
+    std::string tmp = TmpName();
+    // The link's source is the file already in place under its real name.
+    if (::linkat(src.dir->get(), src.name.c_str(), l.dir->get(), tmp.c_str(), 0) != 0) {
+      Fail(l.path, std::string("hard link: ") + std::strerror(errno));
+      continue;
+    }
+    if (::renameat(l.dir->get(), tmp.c_str(), l.dir->get(), l.name.c_str()) != 0) {
+      ::unlinkat(l.dir->get(), tmp.c_str(), 0);
+      Fail(l.path, std::string("rename into place: ") + std::strerror(errno));
+      continue;
+    }
+    ++result_.links;
+  }
+  // Directory metadata last, deepest first, so that writing into them does
+  // not change their times afterwards.
+  for (auto it = dirs_.rbegin(); it != dirs_.rend(); ++it) {
+    Status st = ApplyMetadata(it->fd->get(), it->node, true, it->path);
+    if (!st.ok()) Fail(it->path, st.message());
+  }
+  for (auto& f : files_) {
+    if (f->failed) {
+      result_.files_failed++;
+      result_.failures.push_back(f->path + ": " + f->error);
+    }
+  }
+  result_.duration_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return result_;
+}
+
+}  // namespace
+
+Result<RestoreResult> Restore(storage::Repository& repo, const Id& root_tree, const RestoreOptions& options) {
+  Restorer r(repo, options);
+  return r.Run(root_tree);
+}
+
+}  // namespace custos::restore

@@ -1,0 +1,60 @@
+// The restorer: writes a snapshot (or part of it) back to a directory,
+// verifying every file against its recorded SHA-256.
+//
+// Safety (doc/design.md, "Restore"): every file-system call is relative to
+// an open directory descriptor and never follows a symlink (openat with
+// O_NOFOLLOW, mkdirat, symlinkat, renameat), names come from tree blobs that
+// reject '/', NUL, "." and "..", so nothing is written outside the target
+// whatever the snapshot or a symlink planted in the target says. A file is
+// written under a temporary name and renamed into place only after it was
+// read back and its SHA-256 matched: an interrupted or failed restore never
+// leaves a truncated or wrong file under a real name. The target directory
+// is flock()ed: two restores into one target cannot interleave.
+//
+// Plan: the files' chunks are grouped by pack and read pack by pack in
+// offset order, each needed byte range once, by a few worker threads; a
+// chunk used by many files is decoded once and written to each.
+//
+// Thread-safety: Restore uses its own threads; call it from one thread.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "base/status.h"
+#include "snapshot/tree.h"
+#include "storage/repository.h"
+
+namespace custos::restore {
+
+enum class OverwritePolicy { kNever, kIfChanged, kAlways };
+
+struct RestoreOptions {
+  std::string target;
+  std::string subpath = "/";             // path inside the snapshot
+  std::vector<std::string> includes;     // only matching paths (and their parents)
+  std::vector<std::string> excludes;
+  OverwritePolicy overwrite = OverwritePolicy::kIfChanged;
+  bool verify = true;
+  int workers = 0;  // 0: 2 x hardware concurrency (reads and writes overlap)
+  std::function<void(uint64_t files_done, uint64_t files_total, uint64_t bytes_done, uint64_t bytes_total)> progress;
+};
+
+struct RestoreResult {
+  uint64_t files_restored = 0;   // written (and verified when verify is on)
+  uint64_t files_skipped = 0;    // already correct in the target
+  uint64_t files_verified = 0;
+  uint64_t files_failed = 0;
+  uint64_t dirs = 0, links = 0, specials = 0;
+  uint64_t bytes_written = 0;
+  double duration_s = 0;
+  std::vector<std::string> failures;  // "path: reason"
+  bool ok() const { return files_failed == 0 && failures.empty(); }
+};
+
+// Busy if another restore holds the target; PermissionDenied / NoSpace /
+// IOError for the target itself. Per-file failures are in the result.
+Result<RestoreResult> Restore(storage::Repository& repo, const Id& root_tree, const RestoreOptions& options);
+
+}  // namespace custos::restore
