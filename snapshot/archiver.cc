@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <fnmatch.h>
 #include <grp.h>
+#include <pthread.h>
 #include <pwd.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -78,6 +79,14 @@ constexpr size_t kMaxFileJobs = 256;
 // reader blocks on I/O, small enough to keep peak memory low.
 constexpr size_t kMaxEncodeBytes = 16u << 20;
 constexpr size_t kMaxErrorSamples = 20;
+// Directories nested deeper than this are kept without their contents (an
+// item error: the snapshot is partial). The walker recurses once per level,
+// so this bounds its stack (1 to 1.5 KiB a level, 8 KiB with sanitizers) and
+// its open descriptors; a hostile tree can be nested arbitrarily deep.
+constexpr int kMaxDepth = 2048;
+// The walker's own stack: room for kMaxDepth levels whatever thread calls
+// Backup (reserved address space; only the pages used are touched).
+constexpr size_t kWalkerStack = 64u << 20;
 constexpr char kCacheTagSignature[] = "Signature: 8a477f597d28d172789f06886806bc55";
 
 // A queue bounded by item count and by bytes; Push blocks while full,
@@ -127,6 +136,7 @@ struct DirState {
   std::atomic<int> pending{1};  // the walker's reference + one per outstanding child
   DirState* parent = nullptr;
   size_t slot = 0;
+  int depth = 0;  // directory levels below "/"
 };
 
 struct FileJob {
@@ -160,8 +170,8 @@ class NameCache {
     if (it != users_.end()) return it->second;
     std::string name;
     passwd pw, *res = nullptr;
-    char buf[4096];
-    if (getpwuid_r(uid, &pw, buf, sizeof buf, &res) == 0 && res) name = res->pw_name;
+    std::vector<char> buf(4096);  // not on the stack: this is inlined into the recursive walker
+    if (getpwuid_r(uid, &pw, buf.data(), buf.size(), &res) == 0 && res) name = res->pw_name;
     users_[uid] = name;
     return name;
   }
@@ -171,8 +181,8 @@ class NameCache {
     if (it != groups_.end()) return it->second;
     std::string name;
     group gr, *res = nullptr;
-    char buf[4096];
-    if (getgrgid_r(gid, &gr, buf, sizeof buf, &res) == 0 && res) name = res->gr_name;
+    std::vector<char> buf(4096);
+    if (getgrgid_r(gid, &gr, buf.data(), buf.size(), &res) == 0 && res) name = res->gr_name;
     groups_[gid] = name;
     return name;
   }
@@ -249,6 +259,23 @@ std::string Printable(const std::string& s) {
     }
   }
   return out;
+}
+
+// Runs fn on a new thread with a stack of `bytes` and waits for it; on this
+// thread if no such thread can be made.
+void RunWithStack(size_t bytes, const std::function<void()>& fn) {
+  pthread_attr_t attr;
+  if (pthread_attr_init(&attr) != 0) return fn();
+  pthread_t t;
+  auto body = [](void* f) -> void* {
+    (*static_cast<const std::function<void()>*>(f))();
+    return nullptr;
+  };
+  bool started = pthread_attr_setstacksize(&attr, bytes) == 0 &&
+                 pthread_create(&t, &attr, body, const_cast<std::function<void()>*>(&fn)) == 0;
+  pthread_attr_destroy(&attr);
+  if (started) pthread_join(t, nullptr);
+  else fn();
 }
 
 std::string Join(const std::string& dir, const std::string& name) {
@@ -370,12 +397,14 @@ void Archiver::Finish(DirState* d) {
   Bytes blob = EncodeTree(tree);
   Id id = Sha256(blob);
   if (ClaimChunk(id)) {
-    auto added = repo_.AddEncodedBlob(
-        storage::EncodeBlob(repo_.keys().data, BlobType::kTree, blob, id, repo_.config().zstd_level));
+    auto encoded = storage::EncodeBlob(repo_.keys().data, BlobType::kTree, blob, id, repo_.config().zstd_level);
+    size_t stored = encoded.box.size();
+    auto added = repo_.AddEncodedBlob(std::move(encoded));
     if (!added.ok()) Fatal(added.status());
     else if (*added) {
       ++tree_blobs_;
       bytes_added_ += blob.size();
+      bytes_stored_ += stored;
     }
   }
   ++dirs_done_;
@@ -420,6 +449,7 @@ void Archiver::WalkDir(const std::shared_ptr<Fd>& dfd, const std::string& path, 
       if (tag.valid() && ::pread(tag.get(), buf, sizeof buf, 0) == ssize_t(sizeof buf) &&
           std::memcmp(buf, kCacheTagSignature, sizeof buf) == 0) {
         names = {"CACHEDIR.TAG"};
+        if (d->parent) d->parent->nodes[d->slot].flags |= kFlagExcludedContents;
       }
     }
   }
@@ -485,6 +515,12 @@ void Archiver::HandleEntry(const std::shared_ptr<Fd>& dfd, const std::string& di
       ++dirs_done_;
       return;
     }
+    if (d->depth >= kMaxDepth) {
+      n.flags |= kFlagReadError;
+      Error(path, "nested more than " + std::to_string(kMaxDepth) + " directories deep: contents not backed up");
+      ++dirs_done_;
+      return;
+    }
     auto sub = std::make_shared<Fd>(::openat(dfd->get(), name.c_str(),
                                              O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     if (!sub->valid()) {
@@ -509,6 +545,7 @@ void Archiver::HandleEntry(const std::shared_ptr<Fd>& dfd, const std::string& di
     auto* child = new DirState();
     child->parent = d;
     child->slot = slot;
+    child->depth = d->depth + 1;
     d->pending.fetch_add(1, std::memory_order_relaxed);
     WalkDir(sub, path, child, v, ptree ? &*ptree : nullptr, requested && !v ? st.st_dev : root_dev);
     Finish(child);
@@ -741,7 +778,7 @@ void Archiver::EncoderLoop() {
 }
 
 void Archiver::Scan(int dfd, const std::string& path, const VDir* v, dev_t root_dev, int depth) {
-  if (stop_scan_ || depth > 4096) return;
+  if (stop_scan_ || depth > kMaxDepth) return;
   std::vector<std::string> names;
   if (v) {
     for (const auto& [name, c] : v->children) names.push_back(name);
@@ -916,9 +953,11 @@ Result<BackupResult> Archiver::Run() {
   }
 
   auto* root = new DirState();
-  WalkDir(root_fd, "/", root, whole_root ? nullptr : &vroot, parent_root ? &*parent_root : nullptr,
-          root_st.st_dev);
-  Finish(root);
+  RunWithStack(kWalkerStack, [&] {
+    WalkDir(root_fd, "/", root, whole_root ? nullptr : &vroot, parent_root ? &*parent_root : nullptr,
+            root_st.st_dev);
+    Finish(root);
+  });
   files_.Close();
   for (auto& t : threads) t.join();
   {

@@ -1,7 +1,7 @@
 // The archiver: backs up file trees into a snapshot.
 //
 // Pipeline (doc/design.md, "Backup pipeline"):
-//   walker (calling thread)  -- lstat, excludes, files cache --> file jobs
+//   walker (own thread)      -- lstat, excludes, files cache --> file jobs
 //   readers (N threads)      -- read, chunk, SHA-256 --> new chunks
 //   encoders (cores threads) -- zstd, seal --> Repository::AddEncodedBlob
 // A directory's tree blob is written when its last child completes, by
