@@ -97,21 +97,28 @@ class BoundedQueue {
   BoundedQueue(size_t max_items, size_t max_bytes) : max_items_(max_items), max_bytes_(max_bytes) {}
   void Push(T item, size_t bytes) {
     std::unique_lock<std::mutex> l(mu_);
+    ++push_waiters_;
     not_full_.wait(l, [&] {
       return closed_ || q_.empty() || (q_.size() < max_items_ && bytes_ + bytes <= max_bytes_);
     });
+    --push_waiters_;
     q_.emplace_back(std::move(item), bytes);
     bytes_ += bytes;
-    not_empty_.notify_one();
+    // Wake a consumer only if one sleeps: most pushes find them busy, and a
+    // needless futex wake per file costs more than the file's metadata.
+    if (pop_waiters_ > 0) not_empty_.notify_one();
   }
   bool Pop(T* out) {
     std::unique_lock<std::mutex> l(mu_);
+    ++pop_waiters_;
     not_empty_.wait(l, [&] { return closed_ || !q_.empty(); });
+    --pop_waiters_;
     if (q_.empty()) return false;
     *out = std::move(q_.front().first);
     bytes_ -= q_.front().second;
     q_.pop_front();
-    not_full_.notify_all();
+    // One wake per pop suffices: an empty queue always admits a push.
+    if (push_waiters_ > 0) not_full_.notify_one();
     return true;
   }
   void Close() {
@@ -126,6 +133,7 @@ class BoundedQueue {
   std::condition_variable not_empty_, not_full_;
   std::deque<std::pair<T, size_t>> q_;
   size_t bytes_ = 0;
+  int push_waiters_ = 0, pop_waiters_ = 0;
   size_t max_items_, max_bytes_;
   bool closed_ = false;
 };
@@ -278,6 +286,15 @@ void RunWithStack(size_t bytes, const std::function<void()>& fn) {
   else fn();
 }
 
+// Opens a directory without following symlinks and, where permitted,
+// without changing its atime.
+int OpenDir(int dirfd, const std::string& name) {
+  int flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
+  int fd = ::openat(dirfd, name.c_str(), flags | O_NOATIME);
+  if (fd < 0 && errno == EPERM) fd = ::openat(dirfd, name.c_str(), flags);
+  return fd;
+}
+
 std::string Join(const std::string& dir, const std::string& name) {
   return dir == "/" ? "/" + name : dir + "/" + name;
 }
@@ -303,6 +320,11 @@ class Archiver {
                    DirState* d, size_t slot, bool requested, const VDir* v, const Node* parent_node,
                    dev_t root_dev);
   void Finish(DirState* d);
+  // Metadata prefetch: threads that list and stat subdirectories ahead of
+  // the walker, so that a cold walk waits on several disk reads at once
+  // instead of one (the walker itself stays sequential and ordered).
+  void Prefetch(const std::shared_ptr<Fd>& parent, const std::string& name);
+  void PrefetchLoop();
   void ReaderLoop();
   void EncoderLoop();
   void ReadOne(FileJob& job);
@@ -321,6 +343,11 @@ class Archiver {
   NameCache names_;
   BoundedQueue<FileJob> files_;
   BoundedQueue<EncodeJob> encode_;
+
+  std::mutex prefetch_mu_;
+  std::condition_variable prefetch_cv_;
+  std::deque<std::pair<std::shared_ptr<Fd>, std::string>> prefetch_;
+  bool prefetch_stop_ = false;
 
   std::mutex seen_mu_;
   std::unordered_set<Id, IdHash> seen_;
@@ -387,6 +414,43 @@ std::optional<Tree> Archiver::LoadTree(const Id& id) {
   return std::move(tree).value();
 }
 
+void Archiver::Prefetch(const std::shared_ptr<Fd>& parent, const std::string& name) {
+  std::lock_guard<std::mutex> g(prefetch_mu_);
+  if (prefetch_stop_) return;
+  // Newest first (the walker is depth-first); drop the oldest when full.
+  if (prefetch_.size() >= 1024) prefetch_.pop_back();
+  prefetch_.emplace_front(parent, name);
+  prefetch_cv_.notify_one();
+}
+
+void Archiver::PrefetchLoop() {
+  while (true) {
+    std::pair<std::shared_ptr<Fd>, std::string> job;
+    {
+      std::unique_lock<std::mutex> l(prefetch_mu_);
+      prefetch_cv_.wait(l, [&] { return prefetch_stop_ || !prefetch_.empty(); });
+      if (prefetch_stop_) return;
+      job = std::move(prefetch_.front());
+      prefetch_.pop_front();
+    }
+    Fd fd(OpenDir(job.first->get(), job.second));
+    job.first.reset();
+    if (!fd.valid()) continue;
+    int dup = ::dup(fd.get());
+    DIR* dir = dup >= 0 ? ::fdopendir(dup) : nullptr;
+    if (!dir) {
+      if (dup >= 0) ::close(dup);
+      continue;
+    }
+    struct stat st;
+    while (dirent* e = ::readdir(dir)) {
+      if (e->d_name[0] == '.' && (e->d_name[1] == 0 || (e->d_name[1] == '.' && e->d_name[2] == 0))) continue;
+      ::fstatat(fd.get(), e->d_name, &st, AT_SYMLINK_NOFOLLOW);
+    }
+    ::closedir(dir);
+  }
+}
+
 void Archiver::Finish(DirState* d) {
   if (d->pending.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
   Tree tree;
@@ -438,7 +502,9 @@ void Archiver::WalkDir(const std::shared_ptr<Fd>& dfd, const std::string& path, 
     errno = 0;
     while (dirent* e = ::readdir(dir)) {
       std::string n = e->d_name;
-      if (n != "." && n != "..") names.push_back(std::move(n));
+      if (n == "." || n == "..") continue;
+      if (e->d_type == DT_DIR) Prefetch(dfd, n);
+      names.push_back(std::move(n));
     }
     if (errno != 0) Error(path, std::string("list directory: ") + std::strerror(errno));
     ::closedir(dir);
@@ -495,7 +561,10 @@ void Archiver::HandleEntry(const std::shared_ptr<Fd>& dfd, const std::string& di
   n.gid = st.st_gid;
   n.user = names_.User(st.st_uid);
   n.group = names_.Group(st.st_gid);
-  n.atime = Ts(st.st_atim);
+  // Directory atimes are not recorded: listing a directory (this backup,
+  // rsync, any search) changes them, so recording them would make every
+  // tree blob new every night. Files' atimes are kept (read with O_NOATIME).
+  n.atime = S_ISDIR(st.st_mode) ? Timestamp{} : Ts(st.st_atim);
   n.mtime = Ts(st.st_mtim);
   n.ctime = Ts(st.st_ctim);
   n.dev = st.st_dev;
@@ -521,8 +590,7 @@ void Archiver::HandleEntry(const std::shared_ptr<Fd>& dfd, const std::string& di
       ++dirs_done_;
       return;
     }
-    auto sub = std::make_shared<Fd>(::openat(dfd->get(), name.c_str(),
-                                             O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    auto sub = std::make_shared<Fd>(OpenDir(dfd->get(), name));
     if (!sub->valid()) {
       int err = errno;
       if (err == ENOTDIR || err == ELOOP) {
@@ -809,7 +877,7 @@ void Archiver::Scan(int dfd, const std::string& path, const VDir* v, dev_t root_
     if (::fstatat(dfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
     if (S_ISDIR(st.st_mode)) {
       if (!v && !cv && opts_.one_file_system && root_dev != 0 && st.st_dev != root_dev) continue;
-      Fd sub(::openat(dfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      Fd sub(OpenDir(dfd, name));
       if (sub.valid()) Scan(sub.get(), p, cv, (v && !cv) ? st.st_dev : root_dev, depth + 1);
     } else if (S_ISREG(st.st_mode)) {
       ++scan_files_;
@@ -925,6 +993,10 @@ Result<BackupResult> Archiver::Run() {
   for (int i = 0; i < readers; ++i) threads.emplace_back([this] { ReaderLoop(); });
   std::vector<std::thread> enc;
   for (int i = 0; i < encoders; ++i) enc.emplace_back([this] { EncoderLoop(); });
+  // Metadata prefetchers: cold walks are bound by inode-read latency.
+  constexpr int kPrefetchers = 4;
+  std::vector<std::thread> prefetchers;
+  for (int i = 0; i < kPrefetchers; ++i) prefetchers.emplace_back([this] { PrefetchLoop(); });
   // Totals for progress and ETA: from the parent snapshot when there is one
   // (a second walk would double the metadata reads of a nightly backup),
   // else from a scanner thread that walks ahead.
@@ -958,6 +1030,13 @@ Result<BackupResult> Archiver::Run() {
             root_st.st_dev);
     Finish(root);
   });
+  {
+    std::lock_guard<std::mutex> g(prefetch_mu_);
+    prefetch_stop_ = true;
+    prefetch_.clear();
+    prefetch_cv_.notify_all();
+  }
+  for (auto& t : prefetchers) t.join();
   files_.Close();
   for (auto& t : threads) t.join();
   {
