@@ -111,6 +111,21 @@ bool IsValidUtf8(std::string_view s) {
   return true;
 }
 
+std::string EscapeForDisplay(const std::string& s) {
+  std::string out;
+  for (unsigned char c : s) {
+    if (c < 0x20 || c == 0x7f) {
+      static const char kHex[] = "0123456789abcdef";
+      out += "\\x";
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    } else {
+      out += char(c);
+    }
+  }
+  return out;
+}
+
 void SecureWipe(void* p, size_t n) { sodium_memzero(p, n); }
 
 }  // namespace custos

@@ -117,6 +117,10 @@ struct IdHash {
 // string unchanged.
 bool IsValidUtf8(std::string_view s);
 
+// Escapes control bytes as \xNN, so that a name holding a newline or an
+// escape sequence prints as one harmless line.
+std::string EscapeForDisplay(const std::string& s);
+
 // Overwrites memory in a way the compiler may not elide (secrets).
 void SecureWipe(void* p, size_t n);
 

@@ -99,51 +99,13 @@ json NodeJson(const std::string& path, const Node& n) {
   return j;
 }
 
-// Escapes bytes a terminal would interpret (newlines in names, escapes).
-std::string Printable(const std::string& s) {
-  std::string out;
-  for (unsigned char c : s) {
-    if (c < 0x20 || c == 0x7f) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\x%02x", c);
-      out += buf;
-    } else {
-      out += char(c);
-    }
-  }
-  return out;
-}
 
 json ManifestJson(const snapshot::SnapshotInfo& s) {
-  const auto& m = s.manifest;
-  json paths = json::array();
-  for (const auto& p : m.paths) {
-    // Not UTF-8: {"base64": ...}, as in the manifest itself.
-    if (IsValidUtf8(p)) paths.push_back(p);
-    else paths.push_back(json{{"base64", Base64Encode(AsBytes(p))}});
-  }
-  const auto& u = m.summary;
-  return json{{"id", s.id.Hex()},
-              {"short_id", s.id.Short()},
-              {"time", m.time},
-              {"host", m.host},
-              {"user", m.user},
-              {"paths", paths},
-              {"tags", m.tags},
-              {"tree", m.tree.Hex()},
-              {"parent", m.parent ? json(m.parent->Hex()) : json(nullptr)},
-              {"partial", m.partial},
-              {"summary",
-               {{"files_new", u.files_new},
-                {"files_changed", u.files_changed},
-                {"files_unmodified", u.files_unmodified},
-                {"dirs", u.dirs},
-                {"total_files", u.total_files},
-                {"total_bytes", u.total_bytes},
-                {"bytes_added", u.bytes_added},
-                {"bytes_added_stored", u.bytes_added_stored},
-                {"errors", u.errors},
-                {"duration_s", u.duration_s}}}};
+  // The manifest's own JSON (one encoding of paths, summary and all), plus the ID.
+  json j = json::parse(AsString(snapshot::EncodeManifest(s.manifest)));
+  j["id"] = s.id.Hex();
+  j["short_id"] = s.id.Short();
+  return j;
 }
 
 Result<std::vector<std::string>> ReadPatternFile(const std::string& path) {
@@ -336,10 +298,10 @@ EXAMPLES
       std::string time = s.manifest.time.substr(0, 19);
       std::replace(time.begin(), time.end(), 'T', ' ');
       std::printf("%-9s %-20s %-16s %-16s %s%s\n", s.id.Short().c_str(), time.c_str(), s.manifest.host.c_str(),
-                  tagstr.c_str(), s.manifest.paths.empty() ? "" : Printable(s.manifest.paths[0]).c_str(),
+                  tagstr.c_str(), s.manifest.paths.empty() ? "" : EscapeForDisplay(s.manifest.paths[0]).c_str(),
                   s.manifest.partial ? "  (partial)" : "");
       for (size_t i = 1; i < s.manifest.paths.size(); ++i) {
-        std::printf("%-9s %-20s %-16s %-16s %s\n", "", "", "", "", Printable(s.manifest.paths[i]).c_str());
+        std::printf("%-9s %-20s %-16s %-16s %s\n", "", "", "", "", EscapeForDisplay(s.manifest.paths[i]).c_str());
       }
     }
     if (g.json) std::cout << arr.dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
@@ -376,10 +338,10 @@ EXAMPLES
         std::string t = TimeString(n.mtime).substr(0, 19);
         std::replace(t.begin(), t.end(), 'T', ' ');
         std::printf("%s %-17s %12llu %s %s%s\n", ModeString(n).c_str(), owner.c_str(), (unsigned long long)n.size,
-                    t.c_str(), Printable(path).c_str(),
-                    n.type == NodeType::kSymlink ? (" -> " + Printable(n.link_target)).c_str() : "");
+                    t.c_str(), EscapeForDisplay(path).c_str(),
+                    n.type == NodeType::kSymlink ? (" -> " + EscapeForDisplay(n.link_target)).c_str() : "");
       } else {
-        std::printf("%s\n", Printable(path).c_str());
+        std::printf("%s\n", EscapeForDisplay(path).c_str());
       }
       return Status::Ok();
     };
@@ -413,7 +375,7 @@ EXAMPLES
         PutText(j, "path", e.path);
         std::cout << j.dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
       } else {
-        std::printf("%s    %s\n", snapshot::ChangeSymbol(e.change), Printable(e.path).c_str());
+        std::printf("%s    %s\n", snapshot::ChangeSymbol(e.change), EscapeForDisplay(e.path).c_str());
       }
     });
     if (!st.ok()) { rc = Fail(st); return; }

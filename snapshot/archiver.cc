@@ -254,20 +254,6 @@ Status AtXattrs(int dirfd, const std::string& name, std::vector<std::pair<std::s
                     [&](const char* n, char* b, size_t s) { return lgetxattr(p.c_str(), n, b, s); }, out);
 }
 
-// Escapes a path for messages: control bytes and invalid bytes as \xNN.
-std::string Printable(const std::string& s) {
-  std::string out;
-  for (unsigned char c : s) {
-    if (c < 0x20 || c == 0x7f) {
-      char buf[8];
-      snprintf(buf, sizeof buf, "\\x%02x", c);
-      out += buf;
-    } else {
-      out += char(c);
-    }
-  }
-  return out;
-}
 
 // Runs fn on a new thread with a stack of `bytes` and waits for it; on this
 // thread if no such thread can be made.
@@ -377,14 +363,14 @@ class Archiver {
 
 void Archiver::Error(const std::string& path, const std::string& what) {
   ++errors_n_;
-  std::string msg = Printable(path) + ": " + what;
+  std::string msg = EscapeForDisplay(path) + ": " + what;
   if (opts_.warn) opts_.warn(msg);
   std::lock_guard<std::mutex> g(msg_mu_);
   errors_.push_back(std::move(msg));
 }
 
 void Archiver::Warning(const std::string& path, const std::string& what) {
-  std::string msg = Printable(path) + ": " + what;
+  std::string msg = EscapeForDisplay(path) + ": " + what;
   if (opts_.warn) opts_.warn(msg);
   std::lock_guard<std::mutex> g(msg_mu_);
   warnings_.push_back(std::move(msg));
