@@ -2,8 +2,13 @@
 
 #include <nlohmann/json.hpp>
 
+#include "base/internal/json_int.h"
+
 #include <algorithm>
 #include <ctime>
+#include <limits>
+#include <stdexcept>
+#include <type_traits>
 
 namespace custos::snapshot {
 
@@ -21,6 +26,11 @@ std::string PathFromJson(const json& j) {
   auto b = Base64Decode(j.at("base64").get<std::string>());
   if (!b) throw std::runtime_error("bad base64 path");
   return std::string(b->begin(), b->end());
+}
+
+
+uint64_t Count(const json& s, const char* key) {
+  return s.contains(key) ? internal::JsonInt<uint64_t>(s.at(key), key) : 0;
 }
 
 }  // namespace
@@ -86,10 +96,10 @@ Result<Manifest> DecodeManifest(ByteView payload) {
   try {
     json j = json::parse(AsString(payload));
     Manifest m;
-    m.version = j.at("version").get<uint32_t>();
+    m.version = internal::JsonIntAt<uint32_t>(j, "version");
     if (m.version != 1) return NotSupportedError("snapshot manifest version " + std::to_string(m.version));
     m.time = j.at("time").get<std::string>();
-    m.time_ns = j.at("time_ns").get<int64_t>();
+    m.time_ns = internal::JsonIntAt<int64_t>(j, "time_ns");
     m.host = j.at("host").get<std::string>();
     m.user = j.value("user", "");
     for (const auto& p : j.at("paths")) m.paths.push_back(PathFromJson(p));
@@ -108,20 +118,20 @@ Result<Manifest> DecodeManifest(ByteView payload) {
     if (j.contains("summary")) {
       const json& s = j.at("summary");
       Summary& o = m.summary;
-      o.files_new = s.value("files_new", 0ull);
-      o.files_changed = s.value("files_changed", 0ull);
-      o.files_unmodified = s.value("files_unmodified", 0ull);
-      o.dirs = s.value("dirs", 0ull);
-      o.other_nodes = s.value("other_nodes", 0ull);
-      o.data_blobs_added = s.value("data_blobs_added", 0ull);
-      o.tree_blobs_added = s.value("tree_blobs_added", 0ull);
-      o.bytes_read = s.value("bytes_read", 0ull);
-      o.bytes_added = s.value("bytes_added", 0ull);
-      o.bytes_added_stored = s.value("bytes_added_stored", 0ull);
-      o.total_files = s.value("total_files", 0ull);
-      o.total_bytes = s.value("total_bytes", 0ull);
-      o.files_changed_during_read = s.value("files_changed_during_read", 0ull);
-      o.errors = s.value("errors", 0ull);
+      o.files_new = Count(s, "files_new");
+      o.files_changed = Count(s, "files_changed");
+      o.files_unmodified = Count(s, "files_unmodified");
+      o.dirs = Count(s, "dirs");
+      o.other_nodes = Count(s, "other_nodes");
+      o.data_blobs_added = Count(s, "data_blobs_added");
+      o.tree_blobs_added = Count(s, "tree_blobs_added");
+      o.bytes_read = Count(s, "bytes_read");
+      o.bytes_added = Count(s, "bytes_added");
+      o.bytes_added_stored = Count(s, "bytes_added_stored");
+      o.total_files = Count(s, "total_files");
+      o.total_bytes = Count(s, "total_bytes");
+      o.files_changed_during_read = Count(s, "files_changed_during_read");
+      o.errors = Count(s, "errors");
       o.duration_s = s.value("duration_s", 0.0);
     }
     return m;

@@ -2,7 +2,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include "base/internal/json_int.h"
+
 #include <ctime>
+#include <limits>
+#include <stdexcept>
+#include <type_traits>
 
 #include "storage/format.h"
 
@@ -77,6 +82,7 @@ auto Guard(const std::string& what, F f) -> decltype(f()) {
   }
 }
 
+
 }  // namespace
 
 std::string EncodeConfigBody(const RepoConfig& c) {
@@ -96,7 +102,7 @@ Result<RepoConfig> DecodeConfigBody(const std::string& body) {
     json j = json::parse(body);
     if (j.at("magic").get<std::string>() != kConfigMagic) return CorruptionError("config: wrong magic");
     RepoConfig c;
-    c.version = j.at("version").get<uint32_t>();
+    c.version = internal::JsonIntAt<uint32_t>(j, "version");
     if (c.version != kFormatVersion) {
       return NotSupportedError("config: repository format version " + std::to_string(c.version) +
                                " (this build reads version " + std::to_string(kFormatVersion) + ")");
@@ -104,14 +110,14 @@ Result<RepoConfig> DecodeConfigBody(const std::string& body) {
     c.id = j.at("id").get<std::string>();
     if (c.id.size() != 64 || !IsLowerHex(c.id)) return CorruptionError("config: bad repository id");
     c.created = j.at("created").get<std::string>();
-    c.pack_size = j.at("pack_size").get<uint32_t>();
+    c.pack_size = internal::JsonIntAt<uint32_t>(j, "pack_size");
     if (c.pack_size < 4096 || c.pack_size > kMaxPackSize) return CorruptionError("config: pack_size out of range");
-    c.zstd_level = j.at("compression").at("level").get<int>();
+    c.zstd_level = internal::JsonIntAt<int>(j.at("compression"), "level");
     if (c.zstd_level < 0 || c.zstd_level > 19) return CorruptionError("config: zstd level out of range");
     const json& ch = j.at("chunker");
-    c.chunk_min = ch.at("min").get<uint32_t>();
-    c.chunk_avg = ch.at("avg").get<uint32_t>();
-    c.chunk_max = ch.at("max").get<uint32_t>();
+    c.chunk_min = internal::JsonIntAt<uint32_t>(ch, "min");
+    c.chunk_avg = internal::JsonIntAt<uint32_t>(ch, "avg");
+    c.chunk_max = internal::JsonIntAt<uint32_t>(ch, "max");
     if (!(c.chunk_min > 0 && c.chunk_min <= c.chunk_avg && c.chunk_avg <= c.chunk_max &&
           c.chunk_max <= (64u << 20))) {
       return CorruptionError("config: chunker bounds out of range");
@@ -144,7 +150,7 @@ Result<KeySlot> DecodeKeySlotBody(const std::string& body) {
   return Guard("key slot", [&]() -> Result<KeySlot> {
     json j = json::parse(body);
     if (j.at("magic").get<std::string>() != kKeySlotMagic) return CorruptionError("key slot: wrong magic");
-    if (j.at("version").get<uint32_t>() != kFormatVersion) return NotSupportedError("key slot: unknown version");
+    if (internal::JsonIntAt<uint32_t>(j, "version") != kFormatVersion) return NotSupportedError("key slot: unknown version");
     KeySlot s;
     s.id = j.at("id").get<std::string>();
     if (s.id.size() != 32 || !IsLowerHex(s.id)) return CorruptionError("key slot: bad id");
@@ -153,8 +159,8 @@ Result<KeySlot> DecodeKeySlotBody(const std::string& body) {
       s.kind = SlotKind::kPassphrase;
       const json& k = j.at("kdf");
       if (k.at("algorithm").get<std::string>() != "argon2id") return NotSupportedError("key slot: unknown kdf");
-      s.kdf.ops = k.at("ops").get<uint64_t>();
-      s.kdf.mem_bytes = k.at("memory").get<uint64_t>();
+      s.kdf.ops = internal::JsonIntAt<uint64_t>(k, "ops");
+      s.kdf.mem_bytes = internal::JsonIntAt<uint64_t>(k, "memory");
     } else if (kind == "recovery") {
       s.kind = SlotKind::kRecovery;
     } else {
