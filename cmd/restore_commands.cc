@@ -161,8 +161,11 @@ reason); 11 when another restore is writing into the same target.)");
                     (unsigned long long)res->dirs, (unsigned long long)res->links, (unsigned long long)res->specials,
                     (unsigned long long)res->files_skipped, (unsigned long long)res->files_failed,
                     HumanDuration(res->duration_s).c_str());
-        std::printf(o.verify ? "verification: %llu files match their recorded SHA-256\n" : "verification: off%llu\n",
-                    o.verify ? (unsigned long long)res->files_verified : 0ull);
+        if (o.verify) {
+          std::printf("verification: %llu files match their recorded SHA-256\n", (unsigned long long)res->files_verified);
+        } else {
+          std::printf("verification: off\n");
+        }
       }
     }
     if (!res->ok()) rc = kExitPartial;

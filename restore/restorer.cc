@@ -1,5 +1,6 @@
 #include "restore/restorer.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <fnmatch.h>
 #include <sys/file.h>
@@ -11,6 +12,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <chrono>
 #include <cstring>
 #include <map>
@@ -145,12 +147,58 @@ void Restorer::FailFile(FileTask& f, const std::string& why) {
   }
 }
 
+// Extended attributes of a symlink or special file, which have no fd to
+// set them through: by /proc/self/fd/DIRFD/NAME, so the name is resolved
+// in `dirfd` and its final component (a symlink) is not followed.
+Status SetXattrsAt(int dirfd, const std::string& name, const Node& n) {
+  if (n.xattrs.empty()) return Status::Ok();
+  std::string p = "/proc/self/fd/" + std::to_string(dirfd) + "/" + name;
+  for (const auto& [k, v] : n.xattrs) {
+    if (::lsetxattr(p.c_str(), k.c_str(), v.data(), v.size(), 0) != 0 && errno != ENOTSUP && errno != EPERM) {
+      return ErrnoStatus("set xattr " + k, errno);
+    }
+  }
+  return Status::Ok();
+}
+
+// Whether `name` is one of our temporaries: the prefix and 16 hex digits.
+bool IsTmpName(std::string_view name) {
+  constexpr size_t kLen = sizeof kTmpPrefix - 1;
+  if (name.size() != kLen + 16 || name.substr(0, kLen) != kTmpPrefix) return false;
+  return std::all_of(name.begin() + kLen, name.end(), [](char c) { return std::isxdigit(static_cast<unsigned char>(c)); });
+}
+
+// Removes the temporaries an interrupted restore left in `dirfd` (we hold
+// the target lock: no other restore is writing them). Names the snapshot
+// itself holds are kept.
+void RemoveStaleTemporaries(int dirfd, const snapshot::Tree& t) {
+  int dup = ::openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dup < 0) return;
+  DIR* d = ::fdopendir(dup);
+  if (!d) {
+    ::close(dup);
+    return;
+  }
+  std::vector<std::string> stale;
+  while (dirent* de = ::readdir(d)) {
+    std::string name = de->d_name;
+    if (!IsTmpName(name)) continue;
+    auto it = std::lower_bound(t.nodes.begin(), t.nodes.end(), name,
+                               [](const Node& n, const std::string& k) { return n.name < k; });
+    if (it != t.nodes.end() && it->name == name) continue;
+    stale.push_back(std::move(name));
+  }
+  ::closedir(d);
+  for (const auto& name : stale) ::unlinkat(dirfd, name.c_str(), 0);  // never a directory
+}
+
 void Restorer::Walk(const std::shared_ptr<Fd>& dir, const std::string& path, const Id& tree, bool selected_parent) {
   auto t = snapshot::LoadTree(repo_, tree);
   if (!t.ok()) {
     Fail(path, "tree unreadable: " + t.status().ToString());
     return;
   }
+  RemoveStaleTemporaries(dir->get(), *t);
   for (const auto& n : t->nodes) Entry(dir, path == "/" ? "/" + n.name : path + "/" + n.name, n, selected_parent);
 }
 
@@ -255,6 +303,11 @@ void Restorer::Entry(const std::shared_ptr<Fd>& dir, const std::string& path, co
     timespec ts[2] = {ToTs(n.atime), ToTs(n.mtime)};
     ::utimensat(dfd, tmp.c_str(), ts, AT_SYMLINK_NOFOLLOW);
   }
+  if (Status xs = SetXattrsAt(dfd, tmp, n); !xs.ok()) {
+    ::unlinkat(dfd, tmp.c_str(), 0);
+    Fail(path, xs.message());
+    return;
+  }
   if (::renameat(dfd, tmp.c_str(), dfd, name) != 0) {
     Fail(path, std::string("rename into place: ") + std::strerror(errno));
     ::unlinkat(dfd, tmp.c_str(), 0);
@@ -283,6 +336,10 @@ size_t Restorer::PlanFile(const std::shared_ptr<Fd>& dir, const std::string& pat
         ssize_t r;
         while ((r = ::read(fd.get(), buf.data(), buf.size())) > 0) h.Update(ByteView(buf.data(), size_t(r)));
         if (r == 0 && h.Finish() == n.file_sha256) {
+          // The content is right; put the metadata right too (reading it
+          // just now may also have moved its atime).
+          Status ms = ApplyMetadata(fd.get(), n, false, path);
+          if (!ms.ok()) Fail(path, ms.message());
           ++result_.files_skipped;
           files_done_++;
           return kNoTask;
@@ -486,8 +543,10 @@ Result<RestoreResult> Restorer::Run(const Id& root_tree) {
     if (!fd.valid()) return ErrnoStatus("restore target " + opts_.target + ": cannot write", errno);
     ::unlinkat(target->get(), probe.c_str(), 0);
   }
-  ASSIGN_OR_RETURN(Node start_node, snapshot::FindPath(repo_, root_tree, opts_.subpath));
-  std::string base = snapshot::NormalizePath(opts_.subpath);
+  // A path inside the snapshot, never relative to the working directory.
+  std::string subpath = opts_.subpath.empty() || opts_.subpath[0] != '/' ? "/" + opts_.subpath : opts_.subpath;
+  ASSIGN_OR_RETURN(Node start_node, snapshot::FindPath(repo_, root_tree, subpath));
+  std::string base = snapshot::NormalizePath(subpath);
   if (start_node.type == NodeType::kDir) {
     Walk(target, base, start_node.subtree, false);
     if (base != "/") dirs_.push_back(DirTask{target, base, start_node});
@@ -523,6 +582,12 @@ Result<RestoreResult> Restorer::Run(const Id& root_tree) {
   // Hard links to files restored above.
   for (const auto& l : links_) {
     const LinkSource& src = l.source;
+    struct stat existing;
+    if (opts_.overwrite == OverwritePolicy::kNever &&
+        ::fstatat(l.dir->get(), l.name.c_str(), &existing, AT_SYMLINK_NOFOLLOW) == 0) {
+      ++result_.files_skipped;  // kept as it is, like any other existing name
+      continue;
+    }
     if (src.task != kNoTask && (!files_[src.task]->done || files_[src.task]->failed)) {
       Fail(l.path, "hard link target " + src.path + " was not restored");
       continue;

@@ -10,6 +10,10 @@ constexpr char kTreeMagic[8] = {'C', 'S', 'T', 'T', 'R', 'E', 'E', '1'};
 // Bounds that keep a hostile tree blob from asking for absurd allocations.
 constexpr uint32_t kMaxString = 1u << 20;       // names, targets, xattr values
 constexpr uint32_t kMaxList = 1u << 24;
+// Encoding-only flag: the file has one chunk and its whole-file SHA-256 is
+// that chunk's ID (the same bytes), so the 32 bytes are not repeated. This
+// saves 32 incompressible bytes per small file in every tree blob.
+constexpr uint32_t kFlagShaIsChunk = 1u << 31;
 
 void PutString(Bytes& out, std::string_view s) {
   PutU32(out, uint32_t(s.size()));
@@ -66,7 +70,8 @@ Bytes EncodeTree(const Tree& tree) {
     if (i > 0 && !(tree.nodes[i - 1].name < n.name)) std::abort();  // unsorted or duplicate: a bug
     PutString(out, n.name);
     out.push_back(uint8_t(n.type));
-    PutU32(out, n.flags);
+    bool sha_is_chunk = n.type == NodeType::kFile && n.content.size() == 1 && n.content[0].id == n.file_sha256;
+    PutU32(out, (n.flags & ~kFlagShaIsChunk) | (sha_is_chunk ? kFlagShaIsChunk : 0));
     PutU32(out, n.mode);
     PutU32(out, n.uid);
     PutU32(out, n.gid);
@@ -96,7 +101,7 @@ Bytes EncodeTree(const Tree& tree) {
       Append(out, c.id.bytes);
       PutU32(out, c.size);
     }
-    Append(out, n.file_sha256.bytes);
+    if (!sha_is_chunk) Append(out, n.file_sha256.bytes);
     Append(out, n.subtree.bytes);
   }
   return out;
@@ -146,9 +151,17 @@ Result<Tree> DecodeTree(ByteView blob) {
       if (!r.GetArray(&c.id.bytes) || !r.GetU32(&c.size)) return CorruptionError("tree: content truncated");
       total += c.size;
     }
-    if (!r.GetArray(&n.file_sha256.bytes) || !r.GetArray(&n.subtree.bytes)) {
+    bool sha_is_chunk = (n.flags & kFlagShaIsChunk) != 0;
+    n.flags &= ~kFlagShaIsChunk;
+    if (sha_is_chunk) {
+      if (n.type != NodeType::kFile || n.content.size() != 1) {
+        return CorruptionError("tree: node " + std::to_string(i) + " claims a one-chunk hash but is not a one-chunk file");
+      }
+      n.file_sha256 = n.content[0].id;
+    } else if (!r.GetArray(&n.file_sha256.bytes)) {
       return CorruptionError("tree: node " + std::to_string(i) + " truncated");
     }
+    if (!r.GetArray(&n.subtree.bytes)) return CorruptionError("tree: node " + std::to_string(i) + " truncated");
     if (n.type == NodeType::kFile && total != n.size) {
       return CorruptionError("tree: node " + std::to_string(i) + " content sizes do not add up to its size");
     }
