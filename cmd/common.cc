@@ -1,5 +1,6 @@
 #include "cmd/common.h"
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 
@@ -73,6 +74,16 @@ std::string HumanDuration(double s) {
     std::snprintf(buf, sizeof buf, "%dh%02dm", int(s) / 3600, (int(s) % 3600) / 60);
   }
   return buf;
+}
+
+void TtyProgress(uint64_t fd, uint64_t ft, uint64_t bd, uint64_t bt) {
+  std::fprintf(stderr, "\r\033[K%llu/%llu files, %s/%s", (unsigned long long)fd, (unsigned long long)ft,
+               HumanBytes(bd).c_str(), HumanBytes(bt).c_str());
+}
+
+int64_t NowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
 }
 
 }  // namespace custos::cli

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "base/status.h"
+#include "base/version.h"
 #include "storage/repository.h"
 
 namespace custos::cli {
@@ -20,7 +21,7 @@ struct Globals {
   bool quiet = false;
 };
 
-constexpr const char* kVersion = "0.1.0";
+constexpr const char* kVersion = kCustosVersion;
 
 // --repo, else $CUSTOS_REPOSITORY, else DefaultRepository().
 std::string RepoPath(const Globals& g);
@@ -36,11 +37,19 @@ struct Opened {
 Opened OpenRepo(const Globals& g, bool load_index);
 
 std::string HumanBytes(uint64_t b);
+// Progress of a restore or drill on stderr: "12/40 files, 3.1 MiB/9.0 MiB".
+void TtyProgress(uint64_t files_done, uint64_t files_total, uint64_t bytes_done, uint64_t bytes_total);
+// Wall-clock time in Unix nanoseconds.
+int64_t NowNs();
 std::string HumanDuration(double seconds);
 
 // Backup and browsing: backup, snapshots, ls, diff, stats.
 void AddSnapshotCommands(CLI::App& app, Globals& g, int& rc);
 // restore
 void AddRestoreCommands(CLI::App& app, Globals& g, int& rc);
+// dump, export
+void AddExportCommands(CLI::App& app, Globals& g, int& rc);
+// reports, drill
+void AddReportCommands(CLI::App& app, Globals& g, int& rc);
 
 }  // namespace custos::cli

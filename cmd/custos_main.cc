@@ -304,6 +304,7 @@ exits 1. Takes no lock: safe while a backup runs.)");
                         {"packs", report->packs},
                         {"blobs", report->blobs},
                         {"snapshots", report->snapshots},
+                        {"reports", report->reports},
                         {"read_data", opts.read_data},
                         {"subset", std::to_string(opts.subset_n) + "/" + std::to_string(opts.subset_m)},
                         {"packs_read", report->packs_read},
@@ -324,7 +325,7 @@ exits 1. Takes no lock: safe while a backup runs.)");
       if (!g.quiet) {
         std::cout << "checked " << report->key_slots << " key slots, " << report->index_files << " index files, "
                   << report->packs << " packs, " << report->blobs << " blobs, " << report->snapshots
-                  << " snapshots";
+                  << " snapshots, " << report->reports << " reports";
         if (opts.read_data) {
           std::cout << "; read " << report->packs_read << " packs (" << HumanBytes(report->bytes_read) << "), "
                     << report->blobs_read << " blobs verified";
@@ -337,6 +338,8 @@ exits 1. Takes no lock: safe while a backup runs.)");
 
   AddSnapshotCommands(app, g, rc);
   AddRestoreCommands(app, g, rc);
+  AddExportCommands(app, g, rc);
+  AddReportCommands(app, g, rc);
 
   try {
     app.parse(argc, argv);

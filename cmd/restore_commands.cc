@@ -7,6 +7,7 @@
 
 #include "cmd/cli_util.h"
 #include "cmd/common.h"
+#include "restore/report.h"
 #include "restore/restorer.h"
 #include "snapshot/manifest.h"
 
@@ -61,10 +62,17 @@ are already correct. Nothing is ever written outside --target: names are
 checked and no symlink in the target is followed. Ownership is restored when
 running as root; device nodes need root.
 
+Every restore records a signed report in the repository (snapshot, target,
+counts, bytes, failures with reasons, durations, verification result); see
+'custos reports'. The report is saved even when the restore cannot start
+(target locked or unwritable). --json prints a summary with the report's ID.
+
 Exit code 3 when some files could not be restored (each is named, with the
-reason); 11 when another restore is writing into the same target.)");
+reason) or the report could not be saved; 11 when another restore is writing
+into the same target.)");
   static std::string spec, target, before, host, overwrite = "if-changed", verify = "hash";
   static std::vector<std::string> includes, excludes;
+  static bool no_report = false;
   cmd->add_option("SNAPSHOT", spec, "Snapshot[:path] to restore");
   cmd->add_option("-t,--target", target, "Directory to restore into (created if missing)")->required();
   cmd->add_option("--include", includes, "Restore only paths matching PATTERN (repeatable)");
@@ -75,6 +83,7 @@ reason); 11 when another restore is writing into the same target.)");
       ->check(CLI::IsMember({"none", "hash"}));
   cmd->add_option("--before", before, "Pick the newest snapshot taken before TIME");
   cmd->add_option("--host", host, "With --before or 'latest': only snapshots of this host");
+  cmd->add_flag("--no-report", no_report, "Do not record a signed restore report in the repository");
   cmd->callback([&] {
     if (spec.empty() == before.empty()) {
       rc = Fail(InvalidArgumentError("give either SNAPSHOT or --before TIME"), kExitUsage);
@@ -127,14 +136,25 @@ reason); 11 when another restore is writing into the same target.)");
                                           : restore::OverwritePolicy::kIfChanged;
     o.verify = verify == "hash";
     bool tty = StderrIsTty() && !g.quiet && !g.json;
-    if (tty) {
-      o.progress = [](uint64_t fd, uint64_t ft, uint64_t bd, uint64_t bt) {
-        std::fprintf(stderr, "\r\033[K%llu/%llu files, %s/%s", (unsigned long long)fd, (unsigned long long)ft,
-                     HumanBytes(bd).c_str(), HumanBytes(bt).c_str());
-      };
-    }
+    if (tty) o.progress = TtyProgress;
+    restore::ReportContext ctx;
+    ctx.repository_id = repo.config().id;
+    ctx.snapshot = chosen;
+    ctx.subpath = subpath;
+    ctx.target = target;
+    ctx.options = o;
+    ctx.started = snapshot::FormatTimeNs(NowNs());
     auto res = restore::Restore(repo, chosen.manifest.tree, o);
+    ctx.finished = snapshot::FormatTimeNs(NowNs());
     if (tty) std::fprintf(stderr, "\r\033[K");
+    // Every restore leaves a signed report, also one that could not start.
+    restore::RestoreResult empty;
+    json body = restore::RestoreReportBody(ctx, res.ok() ? *res : empty,
+                                           res.ok() ? "" : res.status().ToString());
+    auto report_id = no_report ? Result<Id>(UnavailableError("not requested")) : restore::SaveReport(repo, body);
+    if (!no_report && !report_id.ok()) {
+      PrintError("the restore report could not be saved in the repository: " + report_id.status().ToString());
+    }
     if (!res.ok()) { rc = Fail(res.status().Annotate("restore")); return; }
     if (g.json) {
       std::cout << json{{"snapshot_id", chosen.id.Hex()},
@@ -150,11 +170,12 @@ reason); 11 when another restore is writing into the same target.)");
                         {"bytes_written", res->bytes_written},
                         {"duration_s", res->duration_s},
                         {"verified", o.verify},
-                        {"failures", res->failures}}
+                        {"failures", body["failures"]},
+                        {"report_id", report_id.ok() ? json(report_id->Hex()) : json(nullptr)}}
                        .dump(-1, ' ', false, json::error_handler_t::replace)
                 << "\n";
     } else {
-      for (const auto& f : res->failures) std::fprintf(stderr, "error: %s\n", f.c_str());
+      for (const auto& f : res->failures) std::fprintf(stderr, "error: %s\n", EscapeForDisplay(f.Describe()).c_str());
       if (!g.quiet) {
         std::printf("restored %llu files (%s), %llu dirs, %llu links, %llu special; %llu already correct; %llu failed; in %s\n",
                     (unsigned long long)res->files_restored, HumanBytes(res->bytes_written).c_str(),
@@ -166,9 +187,12 @@ reason); 11 when another restore is writing into the same target.)");
         } else {
           std::printf("verification: off\n");
         }
+        if (report_id.ok()) std::printf("report %s saved (custos reports show %s)\n", report_id->Short().c_str(),
+                                        report_id->Short().c_str());
       }
     }
     if (!res->ok()) rc = kExitPartial;
+    if (!no_report && !report_id.ok() && rc == kExitOk) rc = kExitPartial;
   });
 }
 

@@ -121,13 +121,6 @@ Result<std::vector<std::string>> ReadPatternFile(const std::string& path) {
   return out;
 }
 
-// "SNAPSHOT:SUBPATH" -> (SNAPSHOT, SUBPATH)
-std::pair<std::string, std::string> SplitSpec(const std::string& spec) {
-  auto colon = spec.find(':');
-  if (colon == std::string::npos) return {spec, ""};
-  return {spec.substr(0, colon), spec.substr(colon + 1)};
-}
-
 }  // namespace
 
 void AddSnapshotCommands(CLI::App& app, Globals& g, int& rc) {
@@ -315,7 +308,7 @@ EXAMPLES
   ls->footer("\nSNAPSHOT is an ID, a unique ID prefix, or 'latest'. PATH limits the listing to a\n"
              "subtree, e.g. /etc. --json prints one object per line with every metadata item.");
   static std::string ls_snap, ls_path;
-  static bool ls_long = false, ls_recursive = true;
+  static bool ls_long = false;
   ls->add_option("SNAPSHOT", ls_snap, "Snapshot")->required();
   ls->add_option("PATH", ls_path, "Path inside the snapshot (default /)");
   ls->add_flag("-l,--long", ls_long, "Show mode, owner, size and time");

@@ -14,6 +14,7 @@
 #include "storage/format.h"
 #include "storage/index_file.h"
 #include "storage/keys.h"
+#include "restore/report.h"
 #include "snapshot/manifest.h"
 #include "snapshot/tree.h"
 #include "storage/blob.h"
@@ -235,6 +236,20 @@ void ManifestSeeds() {
   Write("manifest_fuzzer", "manifest", -1, payload);
 }
 
+void ReportSeeds() {
+  using namespace custos::restore;
+  Key32 seed{};
+  seed[0] = 7;
+  nlohmann::json body{{"type", kRestoreReportType}, {"kind", "drill"}, {"result", "partial"},
+                      {"snapshot", {{"id", "ab"}, {"host", "office"}, {"paths", {"/etc"}}}},
+                      {"counts", {{"files_restored", 3}, {"files_failed", 1}}},
+                      {"failures", {{{"path", "/etc/x"}, {"reason", "blob damaged"}}}},
+                      {"drill", {{"mode", "sample"}, {"files_sampled", 3}, {"estimated_full_restore_s", 12.5}}}};
+  std::string payload = EncodeSignedReport(SignReport(SigningKeyFromSeed(seed), body));
+  Expect(DecodeSignedReport(AsBytes(payload)).ok(), "report");
+  Write("report_fuzzer", "report", -1, AsBytes(payload));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -252,5 +267,6 @@ int main(int argc, char** argv) {
   BlobSeeds();
   TreeSeeds();
   ManifestSeeds();
+  ReportSeeds();
   return 0;
 }

@@ -20,6 +20,7 @@
 #include <mutex>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "base/crypto.h"
 #include "base/file_util.h"
@@ -86,7 +87,8 @@ struct Use {
 
 class Restorer {
  public:
-  Restorer(storage::Repository& repo, const RestoreOptions& o) : repo_(repo), opts_(o) {}
+  Restorer(storage::Repository& repo, const RestoreOptions& o)
+      : repo_(repo), opts_(o), paths_(o.paths.begin(), o.paths.end()) {}
   Result<RestoreResult> Run(const Id& root_tree);
 
  private:
@@ -106,6 +108,7 @@ class Restorer {
 
   storage::Repository& repo_;
   RestoreOptions opts_;
+  std::unordered_set<std::string> paths_;  // opts_.paths
   bool root_ = ::geteuid() == 0;
   std::mutex mu_;
   RestoreResult result_;
@@ -123,6 +126,7 @@ class Restorer {
 bool Restorer::Selected(const std::string& path) const {
   std::string name = path.substr(path.find_last_of('/') + 1);
   if (snapshot::MatchesExclude(opts_.excludes, path, name)) return false;
+  if (!paths_.empty() && !paths_.count(path)) return false;
   if (opts_.includes.empty()) return true;
   // An include matches the path itself or one of its parents.
   std::string p = path;
@@ -136,7 +140,7 @@ bool Restorer::Selected(const std::string& path) const {
 
 void Restorer::Fail(const std::string& path, const std::string& why) {
   std::lock_guard<std::mutex> g(mu_);
-  result_.failures.push_back(path + ": " + why);
+  result_.failures.push_back({path, why});
 }
 
 void Restorer::FailFile(FileTask& f, const std::string& why) {
@@ -624,7 +628,7 @@ Result<RestoreResult> Restorer::Run(const Id& root_tree) {
   for (auto& f : files_) {
     if (f->failed) {
       result_.files_failed++;
-      result_.failures.push_back(f->path + ": " + f->error);
+      result_.failures.push_back({f->path, f->error});
     }
   }
   result_.duration_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

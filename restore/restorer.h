@@ -35,10 +35,20 @@ struct RestoreOptions {
   std::string subpath = "/";             // path inside the snapshot
   std::vector<std::string> includes;     // only matching paths (and their parents)
   std::vector<std::string> excludes;
+  // When not empty: only these exact paths (files, links or special files,
+  // "/" being the root of the restored subtree) and the directories leading to them.
+  // Drills use it for a random sample.
+  std::vector<std::string> paths;
   OverwritePolicy overwrite = OverwritePolicy::kIfChanged;
   bool verify = true;
   int workers = 0;  // 0: 2 x hardware concurrency (reads and writes overlap)
   std::function<void(uint64_t files_done, uint64_t files_total, uint64_t bytes_done, uint64_t bytes_total)> progress;
+};
+
+struct RestoreFailure {
+  std::string path;    // inside the target, "/"-rooted, exact bytes
+  std::string reason;
+  std::string Describe() const { return path + ": " + reason; }
 };
 
 struct RestoreResult {
@@ -49,7 +59,7 @@ struct RestoreResult {
   uint64_t dirs = 0, links = 0, specials = 0;
   uint64_t bytes_written = 0;
   double duration_s = 0;
-  std::vector<std::string> failures;  // "path: reason"
+  std::vector<RestoreFailure> failures;
   bool ok() const { return files_failed == 0 && failures.empty(); }
 };
 

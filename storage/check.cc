@@ -156,6 +156,15 @@ Result<CheckReport> Check(Repository& repo, const CheckOptions& options) {
     if (!payload.ok()) report.errors.push_back({"snapshot " + s.Hex(), payload.status().ToString(), {}});
   }
 
+  // Reports: the envelope (decrypts, hashes to its name). Signatures are
+  // the restore layer's: `custos reports verify`.
+  ASSIGN_OR_RETURN(auto reports, repo.ListReports());
+  report.reports = reports.size();
+  for (const auto& r : reports) {
+    auto payload = repo.LoadReport(r);
+    if (!payload.ok()) report.errors.push_back({"report " + r.Hex(), payload.status().ToString(), {}});
+  }
+
   if (!options.read_data) return report;
 
   // Read-data: every selected pack on disk, in parallel.

@@ -65,19 +65,42 @@ Result<IndexFile> DecodeIndexFile(const Key32& data_key, ByteView file) {
   return out;
 }
 
-Bytes EncodeSnapshotFile(const Key32& data_key, ByteView payload) {
+namespace {
+
+// Snapshot and report files: magic || box(version u32 || payload).
+Bytes EncodeVersionedEnvelope(const Key32& data_key, ByteView payload, std::string_view magic,
+                              std::string_view ad) {
   Bytes plain;
   PutU32(plain, kFormatVersion);
   Append(plain, payload);
-  return SealEnvelope(data_key, plain, kSnapshotMagic, kSnapshotAd);
+  return SealEnvelope(data_key, plain, magic, ad);
+}
+
+Result<Bytes> DecodeVersionedEnvelope(const Key32& data_key, ByteView file, std::string_view magic,
+                                      std::string_view ad, const std::string& what) {
+  ASSIGN_OR_RETURN(Bytes plain, OpenEnvelope(data_key, file, magic, ad, what.c_str()));
+  if (plain.size() < 4) return CorruptionError(what + ": truncated");
+  uint32_t version = GetU32(plain.data());
+  if (version != kFormatVersion) return NotSupportedError(what + ": version " + std::to_string(version));
+  return Bytes(plain.begin() + 4, plain.end());
+}
+
+}  // namespace
+
+Bytes EncodeSnapshotFile(const Key32& data_key, ByteView payload) {
+  return EncodeVersionedEnvelope(data_key, payload, kSnapshotMagic, kSnapshotAd);
 }
 
 Result<Bytes> DecodeSnapshotFile(const Key32& data_key, ByteView file) {
-  ASSIGN_OR_RETURN(Bytes plain, OpenEnvelope(data_key, file, kSnapshotMagic, kSnapshotAd, "snapshot"));
-  if (plain.size() < 4) return CorruptionError("snapshot: truncated");
-  uint32_t version = GetU32(plain.data());
-  if (version != kFormatVersion) return NotSupportedError("snapshot: version " + std::to_string(version));
-  return Bytes(plain.begin() + 4, plain.end());
+  return DecodeVersionedEnvelope(data_key, file, kSnapshotMagic, kSnapshotAd, "snapshot");
+}
+
+Bytes EncodeReportFile(const Key32& data_key, ByteView payload) {
+  return EncodeVersionedEnvelope(data_key, payload, kReportMagic, kReportAd);
+}
+
+Result<Bytes> DecodeReportFile(const Key32& data_key, ByteView file) {
+  return DecodeVersionedEnvelope(data_key, file, kReportMagic, kReportAd, "report");
 }
 
 }  // namespace custos::storage

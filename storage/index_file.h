@@ -33,5 +33,10 @@ Result<IndexFile> DecodeIndexFile(const Key32& data_key, ByteView file);
 // belongs to the snapshot layer; storage only seals and opens it.
 Bytes EncodeSnapshotFile(const Key32& data_key, ByteView payload);
 Result<Bytes> DecodeSnapshotFile(const Key32& data_key, ByteView file);
+// Report envelopes (restore and drill reports): the same shape with
+// kReportMagic and kReportAd; the payload is a signed report
+// (restore/report.h).
+Bytes EncodeReportFile(const Key32& data_key, ByteView payload);
+Result<Bytes> DecodeReportFile(const Key32& data_key, ByteView file);
 
 }  // namespace custos::storage

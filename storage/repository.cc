@@ -483,9 +483,11 @@ Result<Bytes> Repository::ReadBlob(const Id& id) const {
   return plain;
 }
 
-Result<std::vector<Id>> Repository::ListSnapshots() {
+namespace {
+
+Result<std::vector<Id>> ListIds(Backend& backend, FileType type) {
   std::vector<Id> out;
-  RETURN_IF_ERROR(backend_->List(FileType::kSnapshot, [&](const FileInfo& fi) -> Status {
+  RETURN_IF_ERROR(backend.List(type, [&](const FileInfo& fi) -> Status {
     if (auto id = Id::FromHex(fi.name)) out.push_back(*id);
     return Status::Ok();
   }));
@@ -493,12 +495,35 @@ Result<std::vector<Id>> Repository::ListSnapshots() {
   return out;
 }
 
-Result<Bytes> Repository::LoadSnapshot(const Id& id) {
-  ASSIGN_OR_RETURN(Bytes file, backend_->Load(FileType::kSnapshot, id.Hex()));
-  if (Sha256(file) != id) return IntegrityError("snapshot " + id.Hex() + ": content does not hash to its name");
-  auto payload = DecodeSnapshotFile(keys_->data, file);
-  if (!payload.ok()) return payload.status().Annotate("snapshot " + id.Hex());
+Result<Bytes> LoadHashNamed(Backend& backend, FileType type, const Id& id, const Key32& key,
+                            Result<Bytes> (*decode)(const Key32&, ByteView)) {
+  std::string what = std::string(FileTypeName(type)) + " " + id.Hex();
+  ASSIGN_OR_RETURN(Bytes file, backend.Load(type, id.Hex()));
+  if (Sha256(file) != id) return IntegrityError(what + ": content does not hash to its name");
+  auto payload = decode(key, file);
+  if (!payload.ok()) return payload.status().Annotate(what);
   return payload;
+}
+
+}  // namespace
+
+Result<std::vector<Id>> Repository::ListSnapshots() { return ListIds(*backend_, FileType::kSnapshot); }
+
+Result<Bytes> Repository::LoadSnapshot(const Id& id) {
+  return LoadHashNamed(*backend_, FileType::kSnapshot, id, keys_->data, &DecodeSnapshotFile);
+}
+
+Result<Id> Repository::SaveReport(ByteView payload) {
+  Bytes file = EncodeReportFile(keys_->data, payload);
+  Id id = Sha256(file);
+  RETURN_IF_ERROR(backend_->Save(FileType::kReport, id.Hex(), file));
+  return id;
+}
+
+Result<std::vector<Id>> Repository::ListReports() { return ListIds(*backend_, FileType::kReport); }
+
+Result<Bytes> Repository::LoadReport(const Id& id) {
+  return LoadHashNamed(*backend_, FileType::kReport, id, keys_->data, &DecodeReportFile);
 }
 
 size_t Repository::BlobCount() const {

@@ -131,6 +131,14 @@ class Repository {
   void ForEachIndexEntry(const std::function<void(const BlobLocation&)>& fn) const;
   size_t PackCount() const;
 
+  // ---- reports (restore and drill reports). Saving needs no writer lock:
+  // a report is one new, write-once file named by its hash, independent of
+  // packs and indexes, so a restore can record its report while a backup
+  // holds the lock.
+  Result<Id> SaveReport(ByteView payload);
+  Result<std::vector<Id>> ListReports();
+  Result<Bytes> LoadReport(const Id& id);
+
   // Ed25519 key of this repository (reports, checkpoints).
   SigningKey signing_key() const { return SigningKeyFromSeed(keys_->signing_seed); }
 

@@ -23,53 +23,19 @@
 #include "base/crypto.h"
 #include "base/file_util.h"
 #include "snapshot/manifest.h"
+#include "tests/cli/cli_fixture.h"
 #include "tests/snapshot/tree_fixture.h"
 #include "tests/test_util.h"
 
 using nlohmann::json;
 using namespace custos;
 using custos::test::RunResult;
+using namespace custos::clitest;
 
 namespace {
 
 namespace fs = std::filesystem;
 
-const std::string kPass = "CUSTOS_PASSWORD=pw";
-
-std::string Q(const std::string& s) { return test::ShellQuote(s); }
-
-std::string Show(const RunResult& r) {
-  return "exit " + std::to_string(r.exit_code) + "\n--- stdout:\n" + r.out.substr(0, 4000) + "--- stderr:\n" +
-         r.err.substr(0, 4000);
-}
-
-#define REQUIRE_EXIT(r, code)                 \
-  do {                                        \
-    const RunResult& run_result_ = (r);       \
-    INFO(Show(run_result_));                  \
-    REQUIRE(run_result_.exit_code == (code)); \
-  } while (0)
-
-bool Contains(const std::string& hay, const std::string& needle) { return hay.find(needle) != std::string::npos; }
-
-// custos --repo REPO ARGS, with the passphrase in the environment.
-RunResult C(const std::string& repo, const std::string& args) {
-  return test::Custos("--repo " + Q(repo) + " " + args, kPass);
-}
-
-void InitRepo(const std::string& repo, const std::string& extra = "") {
-  REQUIRE_EXIT(C(repo, "init --kdf-ops 1 --kdf-memory 1 --no-recovery-key " + extra), 0);
-}
-
-std::vector<json> JsonLines(const std::string& out) {
-  std::vector<json> v;
-  std::istringstream in(out);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (!line.empty()) v.push_back(json::parse(line));
-  }
-  return v;
-}
 
 // `--json backup ARGS`: the summary (last line); exit code must be `code`.
 json Backup(const std::string& repo, const std::string& args, int code = 0) {
@@ -153,7 +119,7 @@ uint64_t PackBytes(const std::string& repo) {
 // stdout and stderr to files; returns its pid (exec keeps the pid).
 pid_t SpawnBackup(const std::string& repo, const std::string& args, const std::string& out,
                   const std::string& err) {
-  std::string cmd = "exec env -u CUSTOS_PASSWORD_FILE -u CUSTOS_REPOSITORY " + kPass + " " + CUSTOS_BINARY +
+  std::string cmd = "exec env -u CUSTOS_PASSWORD_FILE -u CUSTOS_REPOSITORY " + kEnv + " " + CUSTOS_BINARY +
                     " --repo " + Q(repo) + " --json backup " + args + " </dev/null >" + Q(out) + " 2>" + Q(err);
   pid_t pid = ::fork();
   if (pid == 0) {
@@ -219,14 +185,6 @@ Interrupted InterruptBackup(const std::string& repo, const std::string& src, uin
   return res;
 }
 
-// Unmounts on scope exit (before the TempDir holding the mount point goes).
-struct MountGuard {
-  std::string path;
-  bool mounted = false;
-  ~MountGuard() {
-    if (mounted) ::umount2(path.c_str(), MNT_DETACH);
-  }
-};
 
 }  // namespace
 
@@ -500,7 +458,7 @@ TEST_CASE("backup cli: unreadable files and directories give warnings, a partial
   REQUIRE(::mkdir(repo.c_str(), 0755) == 0);
   REQUIRE(::chown(repo.c_str(), 65534, 65534) == 0);
   auto as_nobody = [&](const std::string& args) {
-    return test::Run("env -u CUSTOS_PASSWORD_FILE -u CUSTOS_REPOSITORY " + kPass +
+    return test::Run("env -u CUSTOS_PASSWORD_FILE -u CUSTOS_REPOSITORY " + kEnv +
                      " setpriv --reuid=65534 --regid=65534 --clear-groups " + bin + " --repo " + Q(repo) + " " +
                      args);
   };

@@ -28,6 +28,7 @@
 #include "snapshot/tree.h"
 #include "storage/backend.h"
 #include "storage/repository.h"
+#include "tests/cli/cli_fixture.h"
 #include "tests/restore/restore_fixture.h"
 #include "tests/snapshot/tree_fixture.h"
 #include "tests/test_util.h"
@@ -35,49 +36,11 @@
 using nlohmann::json;
 using namespace custos;
 using custos::test::RunResult;
+using namespace custos::clitest;
 
 namespace {
 
-const std::string kEnv = "CUSTOS_PASSWORD=pw TZ=UTC";
 
-std::string Q(const std::string& s) { return test::ShellQuote(s); }
-
-std::string Show(const RunResult& r) {
-  return "exit " + std::to_string(r.exit_code) + "\n--- stdout:\n" + test::Printable(r.out.substr(0, 4000)) +
-         "\n--- stderr:\n" + test::Printable(r.err.substr(0, 4000));
-}
-
-#define REQUIRE_EXIT(r, code)                 \
-  do {                                        \
-    const RunResult& run_result_ = (r);       \
-    INFO(Show(run_result_));                  \
-    REQUIRE(run_result_.exit_code == (code)); \
-  } while (0)
-
-bool Contains(const std::string& hay, const std::string& needle) { return hay.find(needle) != std::string::npos; }
-
-// custos --repo REPO ARGS, with the passphrase in the environment.
-RunResult C(const std::string& repo, const std::string& args) {
-  return test::Custos("--repo " + Q(repo) + " " + args, kEnv);
-}
-
-void InitRepo(const std::string& repo) {
-  REQUIRE_EXIT(C(repo, "init --kdf-ops 1 --kdf-memory 1 --no-recovery-key"), 0);
-}
-
-// `--json backup PATH`: the new snapshot's ID.
-std::string CliBackup(const std::string& repo, const std::string& args) {
-  RunResult r = C(repo, "--json backup " + args);
-  REQUIRE_EXIT(r, 0);
-  std::istringstream in(r.out);
-  std::string line, last;
-  while (std::getline(in, line)) {
-    if (!line.empty()) last = line;
-  }
-  json j = json::parse(last);
-  REQUIRE(j["message_type"] == "summary");
-  return j["snapshot_id"].get<std::string>();
-}
 
 // `--json restore ARGS`: the summary; the exit code must be `code`.
 json JsonRestore(const std::string& repo, const std::string& args, int code = 0) {
@@ -92,20 +55,6 @@ std::string Slurp(const std::string& path) {
   return b.ok() ? std::string(b->begin(), b->end()) : std::string();
 }
 
-// "error: PATH: reason" lines of stderr: path -> reason.
-std::map<std::string, std::string> ErrorLines(const std::string& err) {
-  std::map<std::string, std::string> m;
-  std::istringstream in(err);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("error: ", 0) != 0) continue;
-    std::string rest = line.substr(7);
-    size_t sep = rest.find(": ");
-    if (sep == std::string::npos) continue;
-    m[rest.substr(0, sep)] = rest.substr(sep + 2);
-  }
-  return m;
-}
 
 std::set<std::string> Names(const test::TreeInfo& t) {
   std::set<std::string> s;
@@ -115,23 +64,6 @@ std::set<std::string> Names(const test::TreeInfo& t) {
   return s;
 }
 
-// Opens a CLI-made repository through the library, locked for writing.
-std::unique_ptr<storage::Repository> OpenLib(const std::string& repo) {
-  auto r = storage::Repository::Open(storage::NewLocalBackend(repo), "pw");
-  if (!r.ok()) FAIL("open: " << r.status().ToString());
-  Status st = (*r)->LockForWrite(storage::Actor::FromProcess("test"));
-  if (!st.ok()) FAIL("lock: " << st.ToString());
-  return std::move(r).value();
-}
-
-// Unmounts on scope exit (before the TempDir holding the mount point goes).
-struct MountGuard {
-  std::string path;
-  bool mounted = false;
-  ~MountGuard() {
-    if (mounted) ::umount2(path.c_str(), MNT_DETACH);
-  }
-};
 
 // Regular files of distinct random content below `dir` (created):
 // "d<i % dirs>/r<i>". Returns rel path -> SHA-256.
@@ -746,8 +678,9 @@ TEST_CASE("restore cli: --json prints one summary object with every count", "[re
   for (auto it = j.begin(); it != j.end(); ++it) keys.insert(it.key());
   REQUIRE(keys == std::set<std::string>{"snapshot_id", "host", "target", "files_restored", "files_skipped",
                                         "files_verified", "files_failed", "dirs", "links", "specials",
-                                        "bytes_written", "duration_s", "verified", "failures"});
+                                        "bytes_written", "duration_s", "verified", "failures", "report_id"});
   REQUIRE(j["snapshot_id"] == id);
+  REQUIRE(j["report_id"].is_string());
   REQUIRE(j["target"] == target);
   REQUIRE(j["files_restored"] == 4);
   REQUIRE(j["files_verified"] == 4);

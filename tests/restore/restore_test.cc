@@ -39,7 +39,7 @@ namespace {
 
 std::string Failures(const RestoreResult& r) {
   std::string s;
-  for (const auto& f : r.failures) s += "  " + test::Printable(f) + "\n";
+  for (const auto& f : r.failures) s += "  " + test::Printable(f.Describe()) + "\n";
   return s;
 }
 
@@ -62,7 +62,7 @@ bool Exists(const std::string& path) {
 
 bool HasFailure(const RestoreResult& r, const std::string& path, const std::string& why) {
   for (const auto& f : r.failures) {
-    if (f.rfind(path + ": ", 0) == 0 && f.find(why) != std::string::npos) return true;
+    if (f.path == path && f.reason.find(why) != std::string::npos) return true;
   }
   return false;
 }

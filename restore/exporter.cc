@@ -1,0 +1,1 @@
+// custos dump/export: in progress
