@@ -9,7 +9,10 @@
 # Env: REPS (default 1), COLD (1: drop the page cache before each timed step),
 #      VERSIONS (default "6.1.176-1 6.1.187-1 6.1.190-1"), TOOLS ("custos restic borg").
 # Steps per tool: init, backup1-full (night 1), backup2-nochange, backup3-night2,
-#   backup4-night3. Between nights the server directory is updated with
+#   backup4-night3, restore (the latest snapshot into an empty directory:
+#   custos with its default SHA-256 verification of every file, restic
+#   restore, borg extract; the result is then compared with the server tree,
+#   untimed). Between nights the server directory is updated with
 #   rsync --no-times --checksum --delete: only files whose content changed are
 #   rewritten (new mtime/ctime), as an edit on a real server would.
 # Output: WORKDIR/results/runs.csv and a markdown table with custos/restic and
@@ -74,6 +77,17 @@ measure() {  # measure TOOL REP STEP cmd...
   rm -f "$tf"
 }
 
+TARGET=$WORK/restore-target
+fresh_target() { rm -rf "$TARGET"; mkdir -p "$TARGET"; }
+compare_restore() {  # compare_restore TOOL DIR: the restored tree must equal night 3
+  if diff -rq --no-dereference "$SERVER" "$2" > "$LOGS/$1-restore-diff.txt" 2>&1; then
+    log "$1 restore: identical to the server tree"
+  else
+    log "$1 restore: DIFFERS from the server tree (see $LOGS/$1-restore-diff.txt)"; echo "$1,restore-differs" >> "$RES/problems.csv"
+  fi
+  rm -rf "$TARGET"
+}
+
 for rep in $(seq 1 "$REPS"); do
   for tool in $TOOLS; do
     REPO=$WORK/repo-$tool; rm -rf "$REPO" "$WORK/cache-$tool"
@@ -85,7 +99,10 @@ for rep in $(seq 1 "$REPS"); do
           measure custos "$rep" "$s" env -C "$WORK" "$CUSTOS" backup --repo "$REPO" --json server
         done
         night 2; measure custos "$rep" backup3-night2 env -C "$WORK" "$CUSTOS" backup --repo "$REPO" --json server
-        night 3; measure custos "$rep" backup4-night3 env -C "$WORK" "$CUSTOS" backup --repo "$REPO" --json server ;;
+        night 3; measure custos "$rep" backup4-night3 env -C "$WORK" "$CUSTOS" backup --repo "$REPO" --json server
+        fresh_target
+        measure custos "$rep" restore "$CUSTOS" restore --repo "$REPO" --quiet --verify hash latest --target "$TARGET"
+        compare_restore custos "$TARGET$WORK/server" ;;
       restic)
         export RESTIC_REPOSITORY=$REPO RESTIC_CACHE_DIR=$WORK/cache-restic
         measure restic "$rep" init restic init
@@ -93,14 +110,20 @@ for rep in $(seq 1 "$REPS"); do
           measure restic "$rep" "$s" env -C "$WORK" restic backup --json server
         done
         night 2; measure restic "$rep" backup3-night2 env -C "$WORK" restic backup --json server
-        night 3; measure restic "$rep" backup4-night3 env -C "$WORK" restic backup --json server ;;
+        night 3; measure restic "$rep" backup4-night3 env -C "$WORK" restic backup --json server
+        fresh_target
+        measure restic "$rep" restore restic restore latest --target "$TARGET"
+        compare_restore restic "$TARGET/server" ;;
       borg)
         export BORG_REPO=$REPO BORG_BASE_DIR=$WORK/cache-borg; mkdir -p "$BORG_BASE_DIR"
         measure borg "$rep" init borg init --encryption repokey-blake2
         measure borg "$rep" backup1-full env -C "$WORK" borg create --json ::n1 server
         measure borg "$rep" backup2-nochange env -C "$WORK" borg create --json ::n1b server
         night 2; measure borg "$rep" backup3-night2 env -C "$WORK" borg create --json ::n2 server
-        night 3; measure borg "$rep" backup4-night3 env -C "$WORK" borg create --json ::n3 server ;;
+        night 3; measure borg "$rep" backup4-night3 env -C "$WORK" borg create --json ::n3 server
+        fresh_target
+        measure borg "$rep" restore env -C "$TARGET" borg extract ::n3
+        compare_restore borg "$TARGET/server" ;;
     esac
   done
 done
@@ -108,7 +131,7 @@ done
 python3 - "$CSV" "$CACHE" <<'PY'
 import csv, sys, statistics as st
 rows = [r for r in csv.DictReader(open(sys.argv[1])) if r["cache"] == sys.argv[2]]
-steps = ["backup1-full", "backup2-nochange", "backup3-night2", "backup4-night3"]
+steps = ["backup1-full", "backup2-nochange", "backup3-night2", "backup4-night3", "restore"]
 def med(tool, step, key):
     xs = [float(r[key]) for r in rows if r["tool"] == tool and r["step"] == step and r["rc"] == "0"]
     return st.median(xs) if xs else float("nan")

@@ -105,10 +105,10 @@ written to that file (mode 0600) instead of the terminal.)");
   uint64_t kdf_ops = 0, kdf_mib = 0;
   std::string recovery_file;
   bool no_recovery = false;
-  init->add_option("--pack-size", pack_mib, "Target pack size in MiB (default 32)")->check(CLI::Range(1, 1024));
+  init->add_option("--pack-size", pack_mib, "Target pack size in MiB (default 24)")->check(CLI::Range(1, 1024));
   init->add_option("--compression", zstd_level, "zstd level 0-19, 0 stores uncompressed (default 3)")->check(CLI::Range(0, 19));
-  init->add_option("--kdf-ops", kdf_ops, "Argon2id passes, at most 20 (default 6)")->check(CLI::Range(1, 20));
-  init->add_option("--kdf-memory", kdf_mib, "Argon2id memory in MiB, at most 2048 (default 32)")->check(CLI::Range(1, 2048));
+  init->add_option("--kdf-ops", kdf_ops, "Argon2id passes, at most 20 (default 8)")->check(CLI::Range(1, 20));
+  init->add_option("--kdf-memory", kdf_mib, "Argon2id memory in MiB, at most 2048 (default 24)")->check(CLI::Range(1, 2048));
   init->add_option("--recovery-key-file", recovery_file, "Write the recovery key to this file instead of printing it");
   init->add_flag("--no-recovery-key", no_recovery, "Make no recovery key (not recommended)");
   init->callback([&] {
@@ -192,8 +192,8 @@ removing a slot never re-encrypts data.)");
   auto* key_add = key->add_subcommand("add", "Add a passphrase");
   key_add->add_option("--new-password-file", new_password_file, "Read the new passphrase from this file instead of a prompt");
   key_add->add_option("--label", key_label, "A note to tell slots apart (for example the person's name)");
-  key_add->add_option("--kdf-ops", key_ops, "Argon2id passes, at most 20 (default 6)")->check(CLI::Range(1, 20));
-  key_add->add_option("--kdf-memory", key_mib, "Argon2id memory in MiB, at most 2048 (default 32)")->check(CLI::Range(1, 2048));
+  key_add->add_option("--kdf-ops", key_ops, "Argon2id passes, at most 20 (default 8)")->check(CLI::Range(1, 20));
+  key_add->add_option("--kdf-memory", key_mib, "Argon2id memory in MiB, at most 2048 (default 24)")->check(CLI::Range(1, 2048));
   key_add->callback([&] {
     Opened o = OpenRepo(g, false);
     if (!o.repo) { rc = o.exit_code; return; }
@@ -226,8 +226,8 @@ removing a slot never re-encrypts data.)");
 
   auto* key_passwd = key->add_subcommand("passwd", "Change the passphrase in use");
   key_passwd->add_option("--new-password-file", new_password_file, "Read the new passphrase from this file instead of a prompt");
-  key_passwd->add_option("--kdf-ops", key_ops, "Argon2id passes, at most 20 (default 6)")->check(CLI::Range(1, 20));
-  key_passwd->add_option("--kdf-memory", key_mib, "Argon2id memory in MiB, at most 2048 (default 32)")->check(CLI::Range(1, 2048));
+  key_passwd->add_option("--kdf-ops", key_ops, "Argon2id passes, at most 20 (default 8)")->check(CLI::Range(1, 20));
+  key_passwd->add_option("--kdf-memory", key_mib, "Argon2id memory in MiB, at most 2048 (default 24)")->check(CLI::Range(1, 2048));
   key_passwd->callback([&] {
     Opened o = OpenRepo(g, false);
     if (!o.repo) { rc = o.exit_code; return; }
