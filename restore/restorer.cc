@@ -39,12 +39,30 @@ constexpr char kTmpPrefix[] = ".custos-restore-";
 // Blobs of a pack closer than this are read in one request; a request
 // never exceeds kMaxSpan, which bounds each worker's buffer.
 constexpr uint64_t kMaxGap = 256 << 10;
-constexpr uint64_t kMaxSpan = 16 << 20;
+constexpr uint64_t kMaxSpan = 4 << 20;
 
+// Temporary names: a random 64-bit base per process, then a counter
+// (unique within a restore, unpredictable across restores, and no
+// getrandom call per file).
 std::string TmpName() {
+  static const uint64_t base = [] {
+    uint64_t b;
+    RandomBytes(&b, sizeof b);
+    return b;
+  }();
+  static std::atomic<uint64_t> counter{0};
+  uint64_t v = base + counter++;
   uint8_t r[8];
-  RandomBytes(r, sizeof r);
+  for (int i = 0; i < 8; ++i) r[i] = uint8_t(v >> (56 - 8 * i));
   return std::string(kTmpPrefix) + ToHex(ByteView(r, 8));
+}
+
+// The read-back buffer of each worker thread (no allocation per file).
+uint8_t* VerifyBuffer(size_t* size) {
+  constexpr size_t kSize = 256 << 10;
+  thread_local std::unique_ptr<uint8_t[]> buf(new uint8_t[kSize]);
+  *size = kSize;
+  return buf.get();
 }
 
 timespec ToTs(const snapshot::Timestamp& t) { return timespec{time_t(t.sec), long(t.nsec)}; }
@@ -57,6 +75,10 @@ struct FileTask {
   std::atomic<bool> failed{false};
   std::string error;  // first failure, under the restorer's mutex
   bool done = false;
+  // The temporary is created by the first worker that writes to it (in
+  // parallel, not during the walk); `created` under `mu`.
+  std::mutex mu;
+  bool created = false;
 };
 
 // The first of a set of hard links: a file task, or a file already correct
@@ -93,15 +115,23 @@ class Restorer {
 
  private:
   bool Selected(const std::string& path) const;
-  void Walk(const std::shared_ptr<Fd>& dir, const std::string& path, const Id& tree, bool selected_parent);
-  void Entry(const std::shared_ptr<Fd>& dir, const std::string& path, const Node& n, bool selected_parent);
+  // `fresh`: `dir` was created by this restore, so nothing is in it yet
+  // (no existing names to check, no stale temporaries).
+  void Walk(const std::shared_ptr<Fd>& dir, const std::string& path, const Id& tree, bool selected_parent,
+            bool fresh);
+  void Entry(const std::shared_ptr<Fd>& dir, const std::string& path, const Node& n, bool selected_parent,
+             bool fresh);
   // Returns the new file task's index, or kNoTask when the file was
   // skipped (already correct) or failed.
-  size_t PlanFile(const std::shared_ptr<Fd>& dir, const std::string& path, const Node& n);
+  size_t PlanFile(const std::shared_ptr<Fd>& dir, const std::string& path, const Node& n, bool fresh);
+  // Opens the file's temporary read-write, creating it (full size) on
+  // first use; -1 after FailFile.
+  int OpenTemp(FileTask& f);
   void Fail(const std::string& path, const std::string& why);
   void FailFile(FileTask& f, const std::string& why);
   void WriteChunk(FileTask& f, uint64_t offset, ByteView data);
-  void Finalize(FileTask& f);
+  // `fd`: the temporary open read-write, or -1 (opened here). Closes it.
+  void Finalize(FileTask& f, int fd = -1);
   Status ApplyMetadata(int fd, const Node& n, bool is_dir, const std::string& path);
   void ApplySymlinkMetadata(int dirfd, const std::string& name, const Node& n);
   void PackWorker();
@@ -196,17 +226,21 @@ void RemoveStaleTemporaries(int dirfd, const snapshot::Tree& t) {
   for (const auto& name : stale) ::unlinkat(dirfd, name.c_str(), 0);  // never a directory
 }
 
-void Restorer::Walk(const std::shared_ptr<Fd>& dir, const std::string& path, const Id& tree, bool selected_parent) {
+void Restorer::Walk(const std::shared_ptr<Fd>& dir, const std::string& path, const Id& tree, bool selected_parent,
+                    bool fresh) {
   auto t = snapshot::LoadTree(repo_, tree);
   if (!t.ok()) {
     Fail(path, "tree unreadable: " + t.status().ToString());
     return;
   }
-  RemoveStaleTemporaries(dir->get(), *t);
-  for (const auto& n : t->nodes) Entry(dir, path == "/" ? "/" + n.name : path + "/" + n.name, n, selected_parent);
+  if (!fresh) RemoveStaleTemporaries(dir->get(), *t);
+  for (const auto& n : t->nodes) {
+    Entry(dir, path == "/" ? "/" + n.name : path + "/" + n.name, n, selected_parent, fresh);
+  }
 }
 
-void Restorer::Entry(const std::shared_ptr<Fd>& dir, const std::string& path, const Node& n, bool selected_parent) {
+void Restorer::Entry(const std::shared_ptr<Fd>& dir, const std::string& path, const Node& n, bool selected_parent,
+                     bool fresh) {
   if (!snapshot::IsSafeName(n.name)) {  // DecodeTree already refuses these; never trust one layer alone
     Fail(path, "unsafe name refused");
     return;
@@ -217,8 +251,10 @@ void Restorer::Entry(const std::shared_ptr<Fd>& dir, const std::string& path, co
   const char* name = n.name.c_str();
   int dfd = dir->get();
   if (n.type == NodeType::kDir) {
+    bool made = false;
     if (selected) {
-      if (::mkdirat(dfd, name, 0700) != 0 && errno != EEXIST) {
+      made = ::mkdirat(dfd, name, 0700) == 0;
+      if (!made && errno != EEXIST) {
         Fail(path, std::string("create directory: ") + std::strerror(errno));
         return;
       }
@@ -232,9 +268,12 @@ void Restorer::Entry(const std::shared_ptr<Fd>& dir, const std::string& path, co
         if (::mkdirat(dfd, name, 0700) != 0) return;
         sub = std::make_shared<Fd>(::openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
         if (!sub->valid()) return;
-        Walk(sub, path, n.subtree, false);
-        // We made it: remove it again if nothing inside was selected.
-        if (::unlinkat(dfd, name, AT_REMOVEDIR) == 0) return;
+        auto planned = [&] { return files_.size() + links_.size() + dirs_.size() + result_.specials; };
+        size_t before = planned();
+        Walk(sub, path, n.subtree, false, true);
+        // We made it: remove it again if nothing inside was selected (files
+        // are created later, by the workers, so emptiness is not the test).
+        if (planned() == before && ::unlinkat(dfd, name, AT_REMOVEDIR) == 0) return;
         ++result_.dirs;
         dirs_.push_back(DirTask{sub, path, n});
         return;
@@ -244,7 +283,7 @@ void Restorer::Entry(const std::shared_ptr<Fd>& dir, const std::string& path, co
       return;
     }
     ++result_.dirs;
-    Walk(sub, path, n.subtree, selected);
+    Walk(sub, path, n.subtree, selected, made);
     dirs_.push_back(DirTask{sub, path, n});
     return;
   }
@@ -257,16 +296,16 @@ void Restorer::Entry(const std::shared_ptr<Fd>& dir, const std::string& path, co
         links_.push_back(LinkTask{dir, n.name, path, it->second});
         return;
       }
-      size_t task = PlanFile(dir, path, n);
+      size_t task = PlanFile(dir, path, n, fresh);
       hardlinks_[key] = LinkSource{task, dir, n.name, path};
       return;
     }
-    PlanFile(dir, path, n);
+    PlanFile(dir, path, n, fresh);
     return;
   }
   // Symlinks, fifos, devices: made under a temporary name, renamed into place.
   struct stat st;
-  bool exists = ::fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
+  bool exists = !fresh && ::fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
   if (exists && opts_.overwrite == OverwritePolicy::kNever) {
     ++result_.files_skipped;
     return;
@@ -320,10 +359,10 @@ void Restorer::Entry(const std::shared_ptr<Fd>& dir, const std::string& path, co
   ++result_.specials;
 }
 
-size_t Restorer::PlanFile(const std::shared_ptr<Fd>& dir, const std::string& path, const Node& n) {
+size_t Restorer::PlanFile(const std::shared_ptr<Fd>& dir, const std::string& path, const Node& n, bool fresh) {
   int dfd = dir->get();
   struct stat st;
-  if (::fstatat(dfd, n.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
+  if (!fresh && ::fstatat(dfd, n.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
     if (S_ISDIR(st.st_mode)) {
       Fail(path, "exists in the target as a directory");
       return kNoTask;
@@ -336,9 +375,10 @@ size_t Restorer::PlanFile(const std::shared_ptr<Fd>& dir, const std::string& pat
       Fd fd(::openat(dfd, n.name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
       if (fd.valid()) {
         Sha256Stream h;
-        std::vector<uint8_t> buf(1 << 20);
+        size_t bsize;
+        uint8_t* buf = VerifyBuffer(&bsize);
         ssize_t r;
-        while ((r = ::read(fd.get(), buf.data(), buf.size())) > 0) h.Update(ByteView(buf.data(), size_t(r)));
+        while ((r = ::read(fd.get(), buf, bsize)) > 0) h.Update(ByteView(buf, size_t(r)));
         if (r == 0 && h.Finish() == n.file_sha256) {
           // The content is right; put the metadata right too (reading it
           // just now may also have moved its atime).
@@ -357,18 +397,6 @@ size_t Restorer::PlanFile(const std::shared_ptr<Fd>& dir, const std::string& pat
   f->path = path;
   f->node = n;
   f->tmp = TmpName();
-  Fd fd(::openat(dfd, f->tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
-  if (!fd.valid()) {
-    Fail(path, std::string("create: ") + std::strerror(errno));
-    return kNoTask;
-  }
-  // Full size first: holes stay holes (all-zero chunks in holes are not written).
-  if (::ftruncate(fd.get(), off_t(n.size)) != 0) {
-    int err = errno;
-    ::unlinkat(dfd, f->tmp.c_str(), 0);
-    Fail(path, std::string("allocate: ") + std::strerror(err));
-    return kNoTask;
-  }
   f->remaining = n.content.size();
   size_t idx = files_.size();
   uint64_t off = 0;
@@ -397,9 +425,8 @@ void Restorer::WriteChunk(FileTask& f, uint64_t offset, ByteView data) {
       pos = std::max(pos, e);
     }
     if (pos < end) pieces.emplace_back(pos, end - pos);
-    if (!pieces.empty()) {
-      Fd fd(::openat(f.dir->get(), f.tmp.c_str(), O_WRONLY | O_NOFOLLOW | O_CLOEXEC));
-      if (!fd.valid()) FailFile(f, std::string("open for writing: ") + std::strerror(errno));
+    Fd fd(OpenTemp(f));
+    if (fd.valid()) {
       for (const auto& [po, pl] : pieces) {
         size_t done = 0;
         while (fd.valid() && done < pl) {
@@ -415,19 +442,57 @@ void Restorer::WriteChunk(FileTask& f, uint64_t offset, ByteView data) {
       }
     }
     bytes_done_ += data.size();
+    // The last piece of a file: finish it on the same descriptor.
+    if (--f.remaining == 0) {
+      Finalize(f, fd.release());
+    }
+    return;
   }
   if (--f.remaining == 0) Finalize(f);
 }
 
+int Restorer::OpenTemp(FileTask& f) {
+  if (f.failed) return -1;
+  std::lock_guard<std::mutex> g(f.mu);
+  int dfd = f.dir->get();
+  if (f.created) {
+    int fd = ::openat(dfd, f.tmp.c_str(), O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) FailFile(f, std::string("open for writing: ") + std::strerror(errno));
+    return fd;
+  }
+  // Created with its final permission bits (less the umask; never setuid,
+  // setgid or sticky, which ApplyMetadata sets; always owner-writable, so
+  // that xattrs can be set), so that the usual file needs no chmod later.
+  int fd = ::openat(dfd, f.tmp.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                    mode_t((f.node.mode & 0777) | 0200));
+  if (fd < 0) {
+    FailFile(f, std::string("create: ") + std::strerror(errno));
+    return -1;
+  }
+  f.created = true;
+  // Full size first when the file has holes: holes stay holes (all-zero
+  // chunks in holes are not written). Without holes the writes make the size.
+  if ((!f.node.holes.empty() || f.node.content.empty()) && ::ftruncate(fd, off_t(f.node.size)) != 0) {
+    FailFile(f, std::string("allocate: ") + std::strerror(errno));
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
 Status Restorer::ApplyMetadata(int fd, const Node& n, bool is_dir, const std::string& path) {
-  if (root_ && ::fchown(fd, n.uid, n.gid) != 0) return ErrnoStatus("chown", errno);
+  // chown only to change (a chown journals the inode; a stat does not).
+  struct stat st;
+  bool same = ::fstat(fd, &st) == 0 && st.st_uid == n.uid && st.st_gid == n.gid;
+  if (root_ && !same && ::fchown(fd, n.uid, n.gid) != 0) return ErrnoStatus("chown", errno);
+  bool mode_ok = same && (st.st_mode & 07777) == n.mode;
   for (const auto& [k, v] : n.xattrs) {
     if (::fsetxattr(fd, k.c_str(), v.data(), v.size(), 0) != 0 && errno != ENOTSUP && errno != EPERM) {
       return ErrnoStatus("set xattr " + k, errno);
     }
   }
   // chmod after chown: chown clears setuid/setgid.
-  if (::fchmod(fd, n.mode) != 0) return ErrnoStatus("chmod", errno);
+  if (!mode_ok && ::fchmod(fd, n.mode) != 0) return ErrnoStatus("chmod", errno);
   timespec ts[2] = {ToTs(n.atime), ToTs(n.mtime)};
   if (::futimens(fd, ts) != 0) return ErrnoStatus("set times", errno);
   return Status::Ok();
@@ -439,22 +504,31 @@ void Restorer::ApplySymlinkMetadata(int dirfd, const std::string& name, const No
   ::utimensat(dirfd, name.c_str(), ts, AT_SYMLINK_NOFOLLOW);
 }
 
-void Restorer::Finalize(FileTask& f) {
+void Restorer::Finalize(FileTask& f, int fd_in) {
+  Fd fd(fd_in);
   int dfd = f.dir->get();
   files_done_++;
   if (!f.failed) {
-    Fd fd(::openat(dfd, f.tmp.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
-    if (!fd.valid()) {
-      FailFile(f, std::string("reopen: ") + std::strerror(errno));
-    } else {
+    if (!fd.valid()) fd = Fd(OpenTemp(f));  // empty files, and files whose blobs all failed
+    if (fd.valid()) {
       if (opts_.verify) {
         Sha256Stream h;
-        std::unique_ptr<uint8_t[]> buf(new uint8_t[1 << 20]);
+        size_t bsize;
+        uint8_t* buf = VerifyBuffer(&bsize);
         ssize_t r;
         uint64_t total = 0;
-        while ((r = ::read(fd.get(), buf.get(), 1 << 20)) > 0) {
-          h.Update(ByteView(buf.get(), size_t(r)));
+        // Asking for one byte more than the rest finds the end of a small
+        // file in one call.
+        for (;;) {
+          uint64_t want = std::min<uint64_t>(bsize, f.node.size >= total ? f.node.size - total + 1 : 1);
+          r = ::pread(fd.get(), buf, size_t(want), off_t(total));
+          if (r <= 0) break;
+          h.Update(ByteView(buf, size_t(r)));
           total += uint64_t(r);
+          if (uint64_t(r) < want) {
+            r = 0;  // short read: the end of the file
+            break;
+          }
         }
         if (r < 0) FailFile(f, std::string("read back: ") + std::strerror(errno));
         else if (total != f.node.size || h.Finish() != f.node.file_sha256) {
@@ -470,8 +544,14 @@ void Restorer::Finalize(FileTask& f) {
   if (!f.failed && ::renameat(dfd, f.tmp.c_str(), dfd, f.name.c_str()) != 0) {
     FailFile(f, std::string("rename into place: ") + std::strerror(errno));
   }
+  fd = Fd();
   if (f.failed) {
-    ::unlinkat(dfd, f.tmp.c_str(), 0);
+    bool created;
+    {
+      std::lock_guard<std::mutex> g(f.mu);
+      created = f.created;
+    }
+    if (created) ::unlinkat(dfd, f.tmp.c_str(), 0);
   } else {
     std::lock_guard<std::mutex> g(mu_);
     ++result_.files_restored;
@@ -552,10 +632,10 @@ Result<RestoreResult> Restorer::Run(const Id& root_tree) {
   ASSIGN_OR_RETURN(Node start_node, snapshot::FindPath(repo_, root_tree, subpath));
   std::string base = snapshot::NormalizePath(subpath);
   if (start_node.type == NodeType::kDir) {
-    Walk(target, base, start_node.subtree, false);
+    Walk(target, base, start_node.subtree, false, false);
     if (base != "/") dirs_.push_back(DirTask{target, base, start_node});
   } else {
-    Entry(target, base, start_node, false);
+    Entry(target, base, start_node, false, false);
   }
   // Group the needed blobs by pack.
   std::unordered_map<Id, std::vector<storage::BlobLocation>, IdHash> by_pack;
