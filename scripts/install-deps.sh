@@ -9,7 +9,8 @@
 #   libraries   libssl-dev libsodium-dev libzstd-dev libarchive-dev libzmq3-dev
 #               cppzmq-dev catch2 libcli11-dev nlohmann-json3-dev libsqlite3-dev
 #               libtomlplusplus-dev libspdlog-dev (see /work/shared/DEPENDENCIES.md)
-#   tests/bench python3-zmq restic borgbackup xxd openssl
+#   tests/bench python3-zmq restic borgbackup xxd openssl libarchive-tools (bsdtar)
+#               unzip
 set -euo pipefail
 
 PACKAGES=(
@@ -17,7 +18,7 @@ PACKAGES=(
   clang libclang-rt-14-dev
   libssl-dev libsodium-dev libzstd-dev libarchive-dev libzmq3-dev cppzmq-dev
   catch2 libcli11-dev nlohmann-json3-dev libsqlite3-dev libtomlplusplus-dev libspdlog-dev
-  python3-zmq restic borgbackup xxd openssl
+  python3-zmq restic borgbackup xxd openssl libarchive-tools unzip
 )
 
 SUDO=()
