@@ -121,6 +121,9 @@ bool IsValidUtf8(std::string_view s);
 // escape sequence prints as one harmless line.
 std::string EscapeForDisplay(const std::string& s);
 
+// "0 B", "512 B", "1.5 KiB", "3.2 GiB": sizes for people.
+std::string HumanBytes(uint64_t b);
+
 // Overwrites memory in a way the compiler may not elide (secrets).
 void SecureWipe(void* p, size_t n);
 

@@ -3,6 +3,10 @@
 #include <openssl/evp.h>
 #include <sodium.h>
 
+#include <pthread.h>
+
+#include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -64,7 +68,55 @@ Id Sha256Stream::Finish() {
   return id;
 }
 
-void RandomBytes(void* out, size_t n) { randombytes_buf(out, n); }
+namespace {
+
+// Random bytes are served from a per-thread buffer refilled from the
+// kernel 4 KiB at a time: a backup draws a 24-byte nonce per blob, and one
+// getrandom call per blob was a measurable cost. A forked child must never
+// serve the bytes its parent will also serve (nonce reuse): the fork
+// generation invalidates every buffer in the child.
+std::atomic<uint64_t> g_fork_generation{0};
+void OnFork() { g_fork_generation.fetch_add(1, std::memory_order_relaxed); }
+const bool g_atfork_registered = [] {
+  ::pthread_atfork(nullptr, nullptr, &OnFork);
+  return true;
+}();
+
+struct RandomPool {
+  uint8_t bytes[4096];
+  size_t pos = sizeof bytes;  // empty
+  uint64_t generation = 0;
+};
+
+}  // namespace
+
+void RandomBytes(void* out, size_t n) {
+  (void)g_atfork_registered;
+  thread_local RandomPool pool;
+  uint64_t gen = g_fork_generation.load(std::memory_order_relaxed);
+  if (pool.generation != gen) {
+    sodium_memzero(pool.bytes, sizeof pool.bytes);
+    pool.pos = sizeof pool.bytes;
+    pool.generation = gen;
+  }
+  if (n > 24) {  // keys (32 bytes) and larger requests: straight from the kernel; nonces from the pool
+    randombytes_buf(out, n);
+    return;
+  }
+  auto* o = static_cast<uint8_t*>(out);
+  while (n > 0) {
+    if (pool.pos == sizeof pool.bytes) {
+      randombytes_buf(pool.bytes, sizeof pool.bytes);
+      pool.pos = 0;
+    }
+    size_t k = std::min(n, sizeof pool.bytes - pool.pos);
+    std::memcpy(o, pool.bytes + pool.pos, k);
+    sodium_memzero(pool.bytes + pool.pos, k);  // served bytes do not linger
+    pool.pos += k;
+    o += k;
+    n -= k;
+  }
+}
 
 Key32 RandomKey() {
   Key32 k;

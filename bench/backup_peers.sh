@@ -7,7 +7,8 @@
 #   download and unpacked by ../shared/bench/peers.sh's prepare phase when
 #   present, else by this script.
 # Env: REPS (default 1), COLD (1: drop the page cache before each timed step),
-#      VERSIONS (default "6.1.176-1 6.1.187-1 6.1.190-1"), TOOLS ("custos restic borg").
+#      VERSIONS (default "6.1.176-1 6.1.187-1 6.1.190-1"), TOOLS ("custos restic borg";
+#      add restic-atime for restic --with-atime, which records atimes as custos does).
 # Steps per tool: init, backup1-full (night 1), backup2-nochange, backup3-night2,
 #   backup4-night3, restore (the latest snapshot into an empty directory:
 #   custos with its default SHA-256 verification of every file, restic
@@ -103,17 +104,21 @@ for rep in $(seq 1 "$REPS"); do
         fresh_target
         measure custos "$rep" restore "$CUSTOS" restore --repo "$REPO" --quiet --verify hash latest --target "$TARGET"
         compare_restore custos "$TARGET$WORK/server" ;;
-      restic)
-        export RESTIC_REPOSITORY=$REPO RESTIC_CACHE_DIR=$WORK/cache-restic
-        measure restic "$rep" init restic init
+      restic|restic-atime)
+        # restic stores each file's mtime in place of its atime unless
+        # --with-atime; custos records real atimes, so restic-atime is the
+        # like-for-like row for repository size.
+        RA=(); [ "$tool" = restic-atime ] && RA=(--with-atime)
+        export RESTIC_REPOSITORY=$REPO RESTIC_CACHE_DIR=$WORK/cache-$tool
+        measure "$tool" "$rep" init restic init
         for s in backup1-full backup2-nochange; do
-          measure restic "$rep" "$s" env -C "$WORK" restic backup --json server
+          measure "$tool" "$rep" "$s" env -C "$WORK" restic backup "${RA[@]}" --json server
         done
-        night 2; measure restic "$rep" backup3-night2 env -C "$WORK" restic backup --json server
-        night 3; measure restic "$rep" backup4-night3 env -C "$WORK" restic backup --json server
+        night 2; measure "$tool" "$rep" backup3-night2 env -C "$WORK" restic backup "${RA[@]}" --json server
+        night 3; measure "$tool" "$rep" backup4-night3 env -C "$WORK" restic backup "${RA[@]}" --json server
         fresh_target
-        measure restic "$rep" restore restic restore latest --target "$TARGET"
-        compare_restore restic "$TARGET/server" ;;
+        measure "$tool" "$rep" restore restic restore latest --target "$TARGET"
+        compare_restore "$tool" "$TARGET/server" ;;
       borg)
         export BORG_REPO=$REPO BORG_BASE_DIR=$WORK/cache-borg; mkdir -p "$BORG_BASE_DIR"
         measure borg "$rep" init borg init --encryption repokey-blake2
@@ -135,11 +140,12 @@ steps = ["backup1-full", "backup2-nochange", "backup3-night2", "backup4-night3",
 def med(tool, step, key):
     xs = [float(r[key]) for r in rows if r["tool"] == tool and r["step"] == step and r["rc"] == "0"]
     return st.median(xs) if xs else float("nan")
-print(f"| step | metric | custos | restic | borg | custos/restic | custos/borg |")
-print("|---|---|---|---|---|---|---|")
+print(f"| step | metric | custos | restic | borg | restic-atime | custos/restic | custos/borg | custos/restic-atime |")
+print("|---|---|---|---|---|---|---|---|---|")
+ratio = lambda a, b: a / b if b == b and b else float("nan")
 for s in steps:
     for key, name, scale in [("wall_s", "wall s", 1), ("cpu_s", "CPU s", 1), ("maxrss_kb", "peak RSS MiB", 1/1024),
                              ("repo_bytes", "repo MiB", 1/2**20)]:
-        c, r, b = (med(t, s, key) * scale for t in ("custos", "restic", "borg"))
-        print(f"| {s} | {name} | {c:.2f} | {r:.2f} | {b:.2f} | {c/r if r else float('nan'):.2f} | {c/b if b else float('nan'):.2f} |")
+        c, r, b, ra = (med(t, s, key) * scale for t in ("custos", "restic", "borg", "restic-atime"))
+        print(f"| {s} | {name} | {c:.2f} | {r:.2f} | {b:.2f} | {ra:.2f} | {ratio(c, r):.3f} | {ratio(c, b):.3f} | {ratio(c, ra):.3f} |")
 PY

@@ -36,7 +36,7 @@ struct Opened {
 // Opens the repository: exit 10 when there is none, 12 on a wrong passphrase.
 Opened OpenRepo(const Globals& g, bool load_index);
 
-std::string HumanBytes(uint64_t b);
+using custos::HumanBytes;
 // Progress of a restore or drill on stderr: "12/40 files, 3.1 MiB/9.0 MiB".
 void TtyProgress(uint64_t files_done, uint64_t files_total, uint64_t bytes_done, uint64_t bytes_total);
 // Wall-clock time in Unix nanoseconds.

@@ -46,19 +46,6 @@ T Get(const json& j, const char* key, T fallback) {
   }
 }
 
-std::string Bytes(uint64_t b) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  double v = double(b);
-  int u = 0;
-  while (v >= 1024 && u < 4) {
-    v /= 1024;
-    ++u;
-  }
-  char buf[32];
-  std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.1f %s", v, units[u]);
-  return buf;
-}
-
 }  // namespace
 
 std::string JsonSafe(const std::string& s) { return IsValidUtf8(s) ? s : EscapeForDisplay(s); }
@@ -113,7 +100,7 @@ Result<Id> SaveReport(storage::Repository& repo, const json& body) {
 }
 
 Result<StoredReport> LoadReport(storage::Repository& repo, const Id& id) {
-  ASSIGN_OR_RETURN(custos::Bytes payload, repo.LoadReport(id));
+  ASSIGN_OR_RETURN(Bytes payload, repo.LoadReport(id));
   auto decoded = DecodeSignedReport(payload);
   if (!decoded.ok()) return decoded.status().Annotate("report " + id.Hex());
   StoredReport out{id, std::move(decoded).value(), json()};
@@ -260,7 +247,7 @@ std::string RenderReport(const json& body) {
   line("files", n("files_restored") + " restored, " + n("files_skipped") + " already correct, " + n("files_failed") +
                     " failed");
   line("other entries", n("dirs") + " dirs, " + n("links") + " hard links, " + n("specials") + " special");
-  line("bytes written", Bytes(Get<uint64_t>(body, "bytes_written", 0)));
+  line("bytes written", HumanBytes(Get<uint64_t>(body, "bytes_written", 0)));
   json ver = Get<json>(body, "verification", json::object());
   line("verification", Get<std::string>(ver, "method", "?") + ": " + Get<std::string>(ver, "result", "?") + " (" +
                            n("files_verified") + " files verified)");
@@ -268,8 +255,8 @@ std::string RenderReport(const json& body) {
     json d = Get<json>(body, "drill", json::object());
     line("drill sample", Get<std::string>(d, "mode", "?") + ", " + std::to_string(Get<uint64_t>(d, "files_sampled", 0)) +
                              " of " + std::to_string(Get<uint64_t>(d, "snapshot_files", 0)) + " files, " +
-                             Bytes(Get<uint64_t>(d, "bytes_sampled", 0)) + " of " +
-                             Bytes(Get<uint64_t>(d, "snapshot_bytes", 0)));
+                             HumanBytes(Get<uint64_t>(d, "bytes_sampled", 0)) + " of " +
+                             HumanBytes(Get<uint64_t>(d, "snapshot_bytes", 0)));
     char rate[96];
     std::snprintf(rate, sizeof rate, "%.1f MiB/s", Get<double>(d, "throughput_bytes_per_s", 0) / (1 << 20));
     line("restore rate", rate);

@@ -756,7 +756,8 @@ void Archiver::ReadOne(FileJob& job) {
       buf = std::move(bigger);
       cap = ncap;
     }
-    ssize_t r = ::read(file.get(), buf.get() + len, std::min(cap - len, kBlock));
+    size_t want = std::min(cap - len, kBlock);
+    ssize_t r = ::read(file.get(), buf.get() + len, want);
     if (r < 0) {
       if (errno == EINTR) continue;
       n.flags |= kFlagReadError;
@@ -784,6 +785,10 @@ void Archiver::ReadOne(FileJob& job) {
       p = 0;
       end = rest;
     }
+    // A short read that reaches the size the file had at open is its end:
+    // no second read() just to see 0. A file that grew meanwhile is caught
+    // by the fstat after reading (flagged as changed while read).
+    if (size_t(r) < want && total + len == expect) eof = true;
   }
   if (len > 0) emit(len, true);
   if (streamed) n.file_sha256 = whole.Finish();

@@ -67,13 +67,20 @@ class LocalWriter : public FileWriter {
   ~LocalWriter() override {
     if (!committed_) ::unlink(tmp_.c_str());
   }
+  // Small appends (one blob each) are gathered into 1 MiB writes.
   Status Append(ByteView data) override {
-    RETURN_IF_ERROR(WriteAll(fd_.get(), data, tmp_));
+    if (buf_.size() + data.size() > kBufferSize) RETURN_IF_ERROR(FlushBuffer());
+    if (data.size() >= kBufferSize) {
+      RETURN_IF_ERROR(WriteAll(fd_.get(), data, tmp_));
+    } else {
+      buf_.insert(buf_.end(), data.begin(), data.end());
+    }
     size_ += data.size();
     return Status::Ok();
   }
   Status Commit(const std::string& name) override {
     RETURN_IF_ERROR(ValidateName(type_, name));
+    RETURN_IF_ERROR(FlushBuffer());
     std::string path = final_path_(name);
     if (::fsync(fd_.get()) != 0) return ErrnoStatus(path + ": fsync", errno);
     if (::close(fd_.release()) != 0) return ErrnoStatus(path + ": close", errno);
@@ -91,6 +98,15 @@ class LocalWriter : public FileWriter {
   uint64_t size() const override { return size_; }
 
  private:
+  static constexpr size_t kBufferSize = 1u << 20;
+  Status FlushBuffer() {
+    if (buf_.empty()) return Status::Ok();
+    Status st = WriteAll(fd_.get(), buf_, tmp_);
+    buf_.clear();
+    return st;
+  }
+
+  Bytes buf_;
   Fd fd_;
   std::string tmp_;
   FileType type_;

@@ -145,18 +145,7 @@ void MakeExportTree(const std::string& root) {
   Chmod(p("fifo"), 0640);
   REQUIRE(::mknod(p("chr").c_str(), S_IFCHR | 0620, makedev(1, 3)) == 0);
   Chmod(p("chr"), 0620);
-  {
-    int s = ::socket(AF_UNIX, SOCK_STREAM, 0);
-    REQUIRE(s >= 0);
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    std::string sp = p("sock");
-    REQUIRE(sp.size() < sizeof addr.sun_path);
-    std::memcpy(addr.sun_path, sp.c_str(), sp.size() + 1);
-    int rc = ::bind(s, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-    ::close(s);
-    REQUIRE(rc == 0);
-  }
+  REQUIRE(test::MakeSocketFile(p("sock")) == 0);
   test::WriteString(p("xattrs"), "has xattrs");
   test::SetXattr(p("xattrs"), "user.binary", std::string("a\0b\xff\x01\n", 6));
   test::SetXattr(p("xattrs"), "user.custos", "value");

@@ -46,6 +46,25 @@ inline void WriteBytes(const std::string& path, ByteView data, mode_t mode = 064
     off += size_t(w);
   }
 }
+// Leaves a Unix socket file at `path` (bound, then closed): 0 or -1 (errno).
+inline int MakeSocketFile(const std::string& path) {
+  int s = ::socket(AF_UNIX, SOCK_STREAM, 0);
+  if (s < 0) return -1;
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.size() >= sizeof addr.sun_path) {
+    ::close(s);
+    errno = ENAMETOOLONG;
+    return -1;
+  }
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  int rc = ::bind(s, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  int err = errno;
+  ::close(s);
+  errno = err;
+  return rc;
+}
+
 inline void WriteString(const std::string& path, const std::string& s, mode_t mode = 0644) {
   WriteBytes(path, AsBytes(s), mode);
 }
@@ -193,18 +212,7 @@ inline FixtureTree MakeAllTypesTree(const std::string& root) {
   files.push_back("hard1");
   files.push_back("hard2");
   FIXTURE_SYS(::mkfifo(p("fifo").c_str(), 0640));
-  {
-    int s = ::socket(AF_UNIX, SOCK_STREAM, 0);
-    REQUIRE(s >= 0);
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    std::string sp = p("sock");
-    REQUIRE(sp.size() < sizeof addr.sun_path);
-    std::memcpy(addr.sun_path, sp.c_str(), sp.size() + 1);
-    int rc = ::bind(s, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-    ::close(s);
-    FIXTURE_SYS(rc);
-  }
+  FIXTURE_SYS(MakeSocketFile(p("sock")));
   FIXTURE_SYS(::mknod(p("chr").c_str(), S_IFCHR | 0620, makedev(1, 3)));
   FIXTURE_SYS(::mknod(p("blk").c_str(), S_IFBLK | 0660, makedev(7, 200)));
   // Exact modes whatever the umask.
