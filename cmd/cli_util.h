@@ -18,6 +18,7 @@ enum ExitCode : int {
   kExitNoRepository = 10,
   kExitLocked = 11,
   kExitWrongPassword = 12,
+  kExitNoDaemon = 13,
   kExitInterrupted = 130,
 };
 

@@ -15,6 +15,7 @@
 namespace custos::cli {
 
 struct Globals {
+  std::string data_dir;  // the appliance's (--data-dir, $CUSTOS_DATA_DIR)
   std::string repo;
   std::string password_file;
   bool json = false;
@@ -47,6 +48,8 @@ std::string HumanDuration(double seconds);
 void AddSnapshotCommands(CLI::App& app, Globals& g, int& rc);
 // restore
 void AddRestoreCommands(CLI::App& app, Globals& g, int& rc);
+// agent add|list|revoke, status (through custosd's control socket)
+void AddApplianceCommands(CLI::App& app, Globals& g, int& rc);
 // dump, export
 void AddExportCommands(CLI::App& app, Globals& g, int& rc);
 // reports, drill

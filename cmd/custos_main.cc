@@ -36,10 +36,12 @@ EXIT CODES
   10   no repository at that path
   11   repository locked by another writer
   12   wrong passphrase (no key slot opens)
+  13   no custosd answers on the control socket (agent, status)
   130  interrupted (SIGINT/SIGTERM)
 
 ENVIRONMENT
   CUSTOS_REPOSITORY      repository path (instead of --repo)
+  CUSTOS_DATA_DIR        custosd's data directory (instead of --data-dir)
   CUSTOS_PASSWORD        the passphrase (prefer a file: environments leak)
   CUSTOS_PASSWORD_FILE   file whose first line is the passphrase
 )";
@@ -86,6 +88,7 @@ int main(int argc, char** argv) {
   app.fallthrough();  // subcommands inherit it: global flags work after the subcommand too
   app.set_version_flag("--version", std::string("custos ") + kVersion);
   app.add_option("-r,--repo", g.repo, "Repository directory (default: $CUSTOS_REPOSITORY, else the default path)");
+  app.add_option("--data-dir", g.data_dir, "custosd's data directory, for agent and status (default: $CUSTOS_DATA_DIR)");
   app.add_option("-p,--password-file", g.password_file, "File whose first line is the passphrase (also $CUSTOS_PASSWORD_FILE)");
   app.add_flag("--json", g.json, "Print results as JSON on stdout");
   app.add_flag("-q,--quiet", g.quiet, "Print nothing but errors");
@@ -340,6 +343,7 @@ exits 1. Takes no lock: safe while a backup runs.)");
   AddRestoreCommands(app, g, rc);
   AddExportCommands(app, g, rc);
   AddReportCommands(app, g, rc);
+  AddApplianceCommands(app, g, rc);
 
   try {
     app.parse(argc, argv);

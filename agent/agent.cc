@@ -1,0 +1,213 @@
+#include "agent/agent.h"
+
+#include <sys/stat.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+#include <zmq.hpp>
+#include <zmq_addon.hpp>
+
+#include <chrono>
+#include <cstdlib>
+#include <memory>
+
+#include "appliance/registry.h"
+#include "base/bytes.h"
+#include "base/file_util.h"
+#include "base/version.h"
+#include "protocol/message.h"
+
+namespace custos::agent {
+
+using nlohmann::json;
+namespace cap = custos::protocol;
+
+namespace {
+
+struct State {
+  std::string endpoint, appliance_key, name, public_key, secret_key;
+};
+
+std::string HostName() {
+  char buf[256] = {};
+  ::gethostname(buf, sizeof buf - 1);
+  return buf;
+}
+
+Status SaveState(const std::string& dir, const State& s) {
+  RETURN_IF_ERROR(MakeDirs(dir, 0700));
+  std::string keys = s.public_key + "\n" + s.secret_key + "\n";
+  RETURN_IF_ERROR(WriteFileAtomic(dir + "/agent.key", AsBytes(keys), 0600, Overwrite::kYes));
+  std::string info =
+      json{{"endpoint", s.endpoint}, {"appliance_key", s.appliance_key}, {"name", s.name}}.dump(2) + "\n";
+  return WriteFileAtomic(dir + "/appliance.json", AsBytes(info), 0600, Overwrite::kYes);
+}
+
+Result<State> LoadState(const std::string& dir) {
+  auto keys = ReadFile(dir + "/agent.key");
+  auto info = ReadFile(dir + "/appliance.json");
+  if (!keys.ok() || !info.ok()) {
+    return NotFoundError(dir + ": not enrolled (run custos-agent enroll --appliance ENDPOINT --token TOKEN)");
+  }
+  State s;
+  std::string k(keys->begin(), keys->end());
+  if (k.size() < 82 || k[40] != '\n') return CorruptionError(dir + "/agent.key: damaged");
+  s.public_key = k.substr(0, 40);
+  s.secret_key = k.substr(41, 40);
+  json j = json::parse(info->begin(), info->end(), nullptr, false);
+  if (j.is_discarded() || !j.is_object() || !j["endpoint"].is_string() || !j["appliance_key"].is_string() ||
+      !j["name"].is_string() || j["appliance_key"].get<std::string>().size() != 40) {
+    return CorruptionError(dir + "/appliance.json: damaged");
+  }
+  s.endpoint = j["endpoint"];
+  s.appliance_key = j["appliance_key"];
+  s.name = j["name"];
+  return s;
+}
+
+std::unique_ptr<zmq::socket_t> Dial(zmq::context_t& ctx, const State& s) {
+  auto sock = std::make_unique<zmq::socket_t>(ctx, zmq::socket_type::dealer);
+  sock->set(zmq::sockopt::curve_serverkey, s.appliance_key);
+  sock->set(zmq::sockopt::curve_publickey, s.public_key);
+  sock->set(zmq::sockopt::curve_secretkey, s.secret_key);
+  sock->set(zmq::sockopt::linger, 0);
+  sock->set(zmq::sockopt::maxmsgsize, int64_t(32) << 20);
+  sock->connect(s.endpoint);
+  return sock;
+}
+
+void SendMsg(zmq::socket_t& sock, const cap::Message& m) {
+  auto frames = cap::Encode(m);
+  std::vector<zmq::const_buffer> out;
+  for (const auto& f : frames) out.push_back(zmq::buffer(f));
+  zmq::send_multipart(sock, out, zmq::send_flags::dontwait);
+}
+
+// Waits up to `ms` for one message; an empty result on timeout, a message
+// with ok=false on a malformed one.
+std::optional<cap::DecodeResult> Receive(zmq::socket_t& sock, int ms) {
+  zmq::pollitem_t items[] = {{sock.handle(), 0, ZMQ_POLLIN, 0}};
+  zmq::poll(items, 1, std::chrono::milliseconds(ms));
+  if (!(items[0].revents & ZMQ_POLLIN)) return std::nullopt;
+  std::vector<zmq::message_t> msg;
+  if (!zmq::recv_multipart(sock, std::back_inserter(msg), zmq::recv_flags::dontwait)) return std::nullopt;
+  std::vector<std::string_view> frames;
+  for (auto& f : msg) frames.emplace_back(static_cast<const char*>(f.data()), f.size());
+  return cap::Decode(frames, cap::Direction::kApplianceToAgent);
+}
+
+}  // namespace
+
+std::string DefaultStateDir() {
+  if (const char* d = std::getenv("CUSTOS_AGENT_DIR"); d && *d) return d;
+  if (::geteuid() == 0) return "/var/lib/custos-agent";
+  const char* home = std::getenv("HOME");
+  return std::string(home && *home ? home : "/tmp") + "/.local/state/custos-agent";
+}
+
+Result<EnrolResult> Enrol(const std::string& endpoint, const std::string& token, const std::string& state_dir,
+                          int timeout_ms) {
+  struct stat st;
+  if (::stat((state_dir + "/agent.key").c_str(), &st) == 0) {
+    return AlreadyExistsError(state_dir + " already holds an enrolment (remove it to enrol again)");
+  }
+  appliance::CurveKey appliance_pub;
+  std::array<uint8_t, 16> secret;
+  RETURN_IF_ERROR(appliance::ParseToken(token, &appliance_pub, &secret));
+  char z85[41];
+  zmq_z85_encode(z85, appliance_pub.data(), appliance_pub.size());
+  State s;
+  s.endpoint = endpoint;
+  s.appliance_key = z85;
+  char pub[41], sec[41];
+  if (zmq_curve_keypair(pub, sec) != 0) return UnavailableError("libzmq has no CURVE support");
+  s.public_key = pub;
+  s.secret_key = sec;
+  try {
+    zmq::context_t ctx(1);
+    auto sock = Dial(ctx, s);
+    SendMsg(*sock, cap::Make("ENROL", 1,
+                             {{"secret", ToHex(ByteView(secret.data(), secret.size()))},
+                              {"host", HostName()},
+                              {"version", kCustosVersion}}));
+    auto r = Receive(*sock, timeout_ms);
+    if (!r) {
+      return UnavailableError("no answer from " + endpoint + " within " + std::to_string(timeout_ms / 1000) +
+                              " s (is custosd running there, and is the token from this appliance?)");
+    }
+    if (!r->ok) return UnavailableError("malformed reply from the appliance: " + r->reason);
+    const auto& m = r->message;
+    if (m.type == "ERROR") return UnauthenticatedError("the appliance refused enrolment: " + m.header["reason"].get<std::string>());
+    if (m.type != "ENROLLED") return UnavailableError("unexpected reply " + m.type);
+    s.name = m.header["name"];
+  } catch (const zmq::error_t& e) {
+    return UnavailableError(std::string("cannot reach the appliance: ") + e.what());
+  }
+  RETURN_IF_ERROR(SaveState(state_dir, s));
+  return EnrolResult{s.name, s.appliance_key};
+}
+
+Status Agent::Run(const RunOptions& options) {
+  ASSIGN_OR_RETURN(State s, LoadState(options.state_dir));
+  auto say = [&](const std::string& what) {
+    if (options.on_state) options.on_state(what);
+  };
+  try {
+    zmq::context_t ctx(1);
+    int heartbeat_ms = 5000;
+    while (!stop_.load()) {
+      // One session: dial, greet, then heartbeats until silence or refusal.
+      say("connecting to " + s.endpoint);
+      auto sock = Dial(ctx, s);
+      uint64_t seq = 0;
+      SendMsg(*sock, cap::Make("HELLO", ++seq,
+                               {{"protocol", 1},
+                                {"version", kCustosVersion},
+                                {"host", HostName()},
+                                {"os", "linux"},
+                                {"resume", json::array()}}));
+      auto last_heard = std::chrono::steady_clock::now();
+      auto last_sent = last_heard;
+      bool greeted = false;
+      while (!stop_.load()) {
+        auto r = Receive(*sock, 200);
+        auto now = std::chrono::steady_clock::now();
+        if (r) {
+          last_heard = now;
+          if (!r->ok) continue;  // malformed: ignore (the appliance is trusted, but bytes are bytes)
+          const auto& m = r->message;
+          if (m.type == "WELCOME") {
+            greeted = true;
+            heartbeat_ms = int(m.header["heartbeat_ms"].get<uint64_t>());
+            say("connected as " + s.name);
+          } else if (m.type == "PING") {
+            SendMsg(*sock, cap::Make("PONG", ++seq));
+            last_sent = now;
+          } else if (m.type == "ERROR") {
+            uint64_t code = m.header["code"];
+            std::string reason = m.header["reason"];
+            if (code == uint64_t(cap::ErrorCode::kUnauthorized)) {
+              say("refused: " + reason);
+              return UnauthenticatedError("the appliance refused this agent: " + reason);
+            }
+            say("error " + std::to_string(code) + ": " + reason);
+            break;  // out of step (the appliance restarted?): a fresh session greets again
+          }
+        }
+        auto silence = std::chrono::duration_cast<std::chrono::milliseconds>(now - last_heard).count();
+        if (silence > 3 * heartbeat_ms) break;  // gone: dial again
+        if (std::chrono::duration_cast<std::chrono::milliseconds>(now - last_sent).count() >= heartbeat_ms / 2 &&
+            greeted) {
+          SendMsg(*sock, cap::Make("PING", ++seq));
+          last_sent = now;
+        }
+      }
+    }
+  } catch (const zmq::error_t& e) {
+    return UnavailableError(std::string("zmq: ") + e.what());
+  }
+  return Status::Ok();
+}
+
+}  // namespace custos::agent

@@ -1,0 +1,205 @@
+#include "appliance/registry.h"
+
+#include <sodium.h>
+
+#include <algorithm>
+#include <ctime>
+
+#include "base/bytes.h"
+#include "base/crypto.h"
+
+namespace custos::appliance {
+
+namespace {
+
+constexpr char kTokenPrefix[] = "CAPT1.";
+
+int64_t Now() { return int64_t(::time(nullptr)); }
+
+// A prepared statement that finalizes itself.
+class Stmt {
+ public:
+  Stmt(sqlite3* db, const char* sql) : db_(db) { rc_ = sqlite3_prepare_v2(db, sql, -1, &s_, nullptr); }
+  ~Stmt() { sqlite3_finalize(s_); }
+  Stmt(const Stmt&) = delete;
+  Stmt& operator=(const Stmt&) = delete;
+  bool ok() const { return rc_ == SQLITE_OK; }
+  Stmt& Bind(int i, const std::string& v) {
+    sqlite3_bind_text(s_, i, v.data(), int(v.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  Stmt& Bind(int i, int64_t v) {
+    sqlite3_bind_int64(s_, i, v);
+    return *this;
+  }
+  int Step() { return sqlite3_step(s_); }
+  std::string Text(int col) const {
+    const unsigned char* t = sqlite3_column_text(s_, col);
+    return t ? std::string(reinterpret_cast<const char*>(t), size_t(sqlite3_column_bytes(s_, col))) : std::string();
+  }
+  int64_t Int(int col) const { return sqlite3_column_int64(s_, col); }
+  Status Error(const std::string& what) const { return IOError("registry: " + what + ": " + sqlite3_errmsg(db_)); }
+
+ private:
+  sqlite3* db_;
+  sqlite3_stmt* s_ = nullptr;
+  int rc_;
+};
+
+std::string SecretHash(const std::array<uint8_t, 16>& secret) {
+  return Sha256(ByteView(secret.data(), secret.size())).Hex();
+}
+
+std::string ToBase64Url(ByteView b) {
+  std::string s = Base64Encode(b);
+  for (char& c : s) c = c == '+' ? '-' : c == '/' ? '_' : c;
+  while (!s.empty() && s.back() == '=') s.pop_back();
+  return s;
+}
+
+}  // namespace
+
+bool IsValidAgentName(const std::string& name) {
+  return !name.empty() && name.size() <= 64 && std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+           c == '-';
+  });
+}
+
+std::string FormatToken(const CurveKey& appliance_public, const std::array<uint8_t, 16>& secret) {
+  Bytes b(appliance_public.begin(), appliance_public.end());
+  b.insert(b.end(), secret.begin(), secret.end());
+  return kTokenPrefix + ToBase64Url(b);
+}
+
+Status ParseToken(const std::string& token, CurveKey* appliance_public, std::array<uint8_t, 16>* secret) {
+  std::string_view t = token;
+  while (!t.empty() && (t.back() == '\n' || t.back() == '\r' || t.back() == ' ')) t.remove_suffix(1);
+  if (t.substr(0, sizeof kTokenPrefix - 1) != kTokenPrefix) {
+    return InvalidArgumentError("not an enrolment token (it starts with CAPT1.)");
+  }
+  std::string b64(t.substr(sizeof kTokenPrefix - 1));
+  for (char& c : b64) c = c == '-' ? '+' : c == '_' ? '/' : c;
+  while (b64.size() % 4) b64.push_back('=');
+  auto b = Base64Decode(b64);
+  if (!b || b->size() != 48) return InvalidArgumentError("enrolment token is damaged (wrong length)");
+  std::copy(b->begin(), b->begin() + 32, appliance_public->begin());
+  std::copy(b->begin() + 32, b->end(), secret->begin());
+  return Status::Ok();
+}
+
+Result<std::unique_ptr<Registry>> Registry::Open(const std::string& path) {
+  sqlite3* db = nullptr;
+  int rc = sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+                           nullptr);
+  if (rc != SQLITE_OK) {
+    std::string msg = db ? sqlite3_errmsg(db) : "out of memory";
+    sqlite3_close(db);
+    return IOError("registry " + path + ": " + msg);
+  }
+  std::unique_ptr<Registry> r(new Registry(db));
+  sqlite3_busy_timeout(db, 5000);
+  RETURN_IF_ERROR(r->Exec("PRAGMA journal_mode=WAL"));
+  RETURN_IF_ERROR(r->Exec("PRAGMA synchronous=FULL"));
+  RETURN_IF_ERROR(r->Exec(
+      "CREATE TABLE IF NOT EXISTS agents ("
+      " name TEXT PRIMARY KEY,"
+      " public_key TEXT UNIQUE,"
+      " state TEXT NOT NULL,"
+      " token_hash TEXT,"
+      " token_expires INTEGER,"
+      " created INTEGER NOT NULL,"
+      " enrolled INTEGER NOT NULL DEFAULT 0,"
+      " last_seen INTEGER NOT NULL DEFAULT 0,"
+      " version TEXT NOT NULL DEFAULT '',"
+      " host TEXT NOT NULL DEFAULT '')"));
+  return r;
+}
+
+Registry::~Registry() { sqlite3_close(db_); }
+
+Status Registry::Exec(const char* sql) {
+  char* err = nullptr;
+  if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+    std::string msg = err ? err : "error";
+    sqlite3_free(err);
+    return IOError(std::string("registry: ") + msg);
+  }
+  return Status::Ok();
+}
+
+Result<std::array<uint8_t, 16>> Registry::AddAgent(const std::string& name, int64_t ttl_s) {
+  if (!IsValidAgentName(name)) {
+    return InvalidArgumentError("agent name '" + EscapeForDisplay(name) + "': use 1 to 64 of A-Z a-z 0-9 . _ -");
+  }
+  {
+    Stmt q(db_, "SELECT state FROM agents WHERE name = ?");
+    q.Bind(1, name);
+    if (q.Step() == SQLITE_ROW && q.Text(0) != "pending") {
+      return AlreadyExistsError("agent " + name + " exists (" + q.Text(0) + "); revoked names are not reused");
+    }
+  }
+  std::array<uint8_t, 16> secret;
+  randombytes_buf(secret.data(), secret.size());
+  Stmt s(db_,
+         "INSERT INTO agents (name, state, token_hash, token_expires, created) VALUES (?, 'pending', ?, ?, ?)"
+         " ON CONFLICT(name) DO UPDATE SET token_hash = excluded.token_hash, token_expires = excluded.token_expires");
+  s.Bind(1, name).Bind(2, SecretHash(secret)).Bind(3, Now() + ttl_s).Bind(4, Now());
+  if (s.Step() != SQLITE_DONE) return s.Error("add agent");
+  return secret;
+}
+
+Result<std::string> Registry::Enrol(const std::array<uint8_t, 16>& secret, const CurveKey& key,
+                                    const std::string& host, const std::string& version) {
+  std::string key_hex = ToHex(ByteView(key.data(), key.size()));
+  Stmt q(db_, "SELECT name, token_expires FROM agents WHERE state = 'pending' AND token_hash = ?");
+  q.Bind(1, SecretHash(secret));
+  if (q.Step() != SQLITE_ROW) return UnauthenticatedError("unknown or already used enrolment token");
+  std::string name = q.Text(0);
+  if (q.Int(1) < Now()) return UnauthenticatedError("enrolment token for " + name + " has expired");
+  Stmt u(db_,
+         "UPDATE agents SET state = 'enrolled', public_key = ?, token_hash = NULL, enrolled = ?, last_seen = ?,"
+         " host = ?, version = ? WHERE name = ? AND state = 'pending'");
+  u.Bind(1, key_hex).Bind(2, Now()).Bind(3, Now()).Bind(4, host).Bind(5, version).Bind(6, name);
+  int rc = u.Step();
+  if (rc == SQLITE_CONSTRAINT) return AlreadyExistsError("this key is already enrolled as another agent");
+  if (rc != SQLITE_DONE) return u.Error("enrol");
+  return name;
+}
+
+std::optional<std::string> Registry::Admitted(const CurveKey& key) {
+  Stmt q(db_, "SELECT name FROM agents WHERE state = 'enrolled' AND public_key = ?");
+  q.Bind(1, ToHex(ByteView(key.data(), key.size())));
+  if (q.Step() != SQLITE_ROW) return std::nullopt;
+  return q.Text(0);
+}
+
+Status Registry::Revoke(const std::string& name) {
+  Stmt u(db_, "UPDATE agents SET state = 'revoked', token_hash = NULL WHERE name = ? AND state != 'revoked'");
+  u.Bind(1, name);
+  if (u.Step() != SQLITE_DONE) return u.Error("revoke");
+  if (sqlite3_changes(db_) == 0) return NotFoundError("no agent named " + EscapeForDisplay(name) + " (or already revoked)");
+  return Status::Ok();
+}
+
+Status Registry::Seen(const std::string& name, const std::string& version, const std::string& host) {
+  Stmt u(db_, "UPDATE agents SET last_seen = ?, version = ?, host = ? WHERE name = ?");
+  u.Bind(1, Now()).Bind(2, version).Bind(3, host).Bind(4, name);
+  if (u.Step() != SQLITE_DONE) return u.Error("seen");
+  return Status::Ok();
+}
+
+Result<std::vector<AgentInfo>> Registry::List() {
+  Stmt q(db_,
+         "SELECT name, COALESCE(public_key, ''), state, created, enrolled, last_seen, version, host FROM agents"
+         " ORDER BY name");
+  std::vector<AgentInfo> out;
+  int rc;
+  while ((rc = q.Step()) == SQLITE_ROW) {
+    out.push_back(AgentInfo{q.Text(0), q.Text(1), q.Text(2), q.Int(3), q.Int(4), q.Int(5), q.Text(6), q.Text(7)});
+  }
+  if (rc != SQLITE_DONE) return q.Error("list");
+  return out;
+}
+
+}  // namespace custos::appliance

@@ -1,0 +1,74 @@
+// The agent registry: enrolment tokens, enrolled agents and their CURVE
+// public keys, revocation, last-seen times. Kept in SQLite in the
+// appliance's data directory (ARCHITECTURE.md: operational state in
+// SQLite; the repository is the source of truth for data).
+//
+// Tokens (doc/protocols/cap.md, section 4): `AddAgent` makes a one-time
+// secret and stores only its SHA-256 with the agent's name and an expiry;
+// the printable token also carries the appliance's public key, so that the
+// agent can pin it. `Enrol` binds the name to the public key of the
+// connection the secret arrived on.
+//
+// Thread-safety: one Registry per thread (SQLite connection); SQLite's
+// locking makes several of them on one file safe (WAL mode).
+#pragma once
+
+#include <sqlite3.h>
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/status.h"
+
+namespace custos::appliance {
+
+using CurveKey = std::array<uint8_t, 32>;
+
+struct AgentInfo {
+  std::string name;
+  std::string public_key;  // hex (64 digits), empty until enrolled
+  std::string state;       // "pending" (token issued), "enrolled", "revoked"
+  int64_t created = 0, enrolled = 0, last_seen = 0;  // Unix seconds, 0 = never
+  std::string version, host;
+};
+
+// The printable enrolment token: "CAPT1." + base64url(appliance key || secret).
+std::string FormatToken(const CurveKey& appliance_public, const std::array<uint8_t, 16>& secret);
+// InvalidArgument if malformed.
+Status ParseToken(const std::string& token, CurveKey* appliance_public, std::array<uint8_t, 16>* secret);
+
+class Registry {
+ public:
+  // Opens (creating) the database at `path`.
+  static Result<std::unique_ptr<Registry>> Open(const std::string& path);
+  ~Registry();
+
+  // A new agent NAME with a fresh one-time token valid for `ttl_s` seconds.
+  // AlreadyExists if NAME is enrolled; a pending NAME gets a new token (the
+  // old one stops working). Names: 1..64 of [A-Za-z0-9._-].
+  Result<std::array<uint8_t, 16>> AddAgent(const std::string& name, int64_t ttl_s = 24 * 3600);
+  // Binds the agent whose token secret this is to `key`. Unauthenticated for
+  // an unknown, used or expired secret; AlreadyExists if the key belongs to
+  // another agent. Returns the agent's name.
+  Result<std::string> Enrol(const std::array<uint8_t, 16>& secret, const CurveKey& key, const std::string& host,
+                            const std::string& version);
+  // The enrolled, non-revoked agent holding `key`, if any.
+  std::optional<std::string> Admitted(const CurveKey& key);
+  // NotFound if there is no such agent.
+  Status Revoke(const std::string& name);
+  Status Seen(const std::string& name, const std::string& version, const std::string& host);
+  Result<std::vector<AgentInfo>> List();
+
+ private:
+  explicit Registry(sqlite3* db) : db_(db) {}
+  Status Exec(const char* sql);
+  sqlite3* db_;
+};
+
+bool IsValidAgentName(const std::string& name);
+
+}  // namespace custos::appliance

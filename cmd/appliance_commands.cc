@@ -1,0 +1,124 @@
+// custos agent add|list|revoke, custos status: the appliance's control
+// socket (custosd must be running; its data directory's mode limits who may
+// talk to it).
+#include <nlohmann/json.hpp>
+
+#include <cstdio>
+#include <ctime>
+#include <iostream>
+
+#include "appliance/server.h"
+#include "cmd/cli_util.h"
+#include "cmd/common.h"
+
+namespace custos::cli {
+
+using nlohmann::json;
+
+namespace {
+
+std::string DataDir(const Globals& g) { return g.data_dir.empty() ? appliance::DefaultDataDir() : g.data_dir; }
+
+// Sends one control request; prints the error and sets rc when it fails.
+std::optional<json> Control(const Globals& g, const json& request, int& rc) {
+  auto reply = appliance::ControlRequest(DataDir(g), request.dump());
+  if (!reply.ok()) {
+    rc = Fail(reply.status(), kExitNoDaemon);
+    return std::nullopt;
+  }
+  json j = json::parse(*reply, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) {
+    rc = Fail(IOError("malformed reply from custosd"));
+    return std::nullopt;
+  }
+  if (!j.value("ok", false)) {
+    rc = Fail(InvalidArgumentError(j.value("error", std::string("custosd refused the request"))));
+    return std::nullopt;
+  }
+  return j;
+}
+
+std::string Ago(int64_t t) {
+  if (t == 0) return "never";
+  int64_t d = int64_t(::time(nullptr)) - t;
+  if (d < 120) return std::to_string(d) + " s ago";
+  if (d < 7200) return std::to_string(d / 60) + " min ago";
+  return std::to_string(d / 3600) + " h ago";
+}
+
+void PrintAgents(const json& agents) {
+  std::printf("%-20s %-9s %-10s %-12s %-10s %s\n", "AGENT", "STATE", "CONNECTED", "LAST SEEN", "VERSION", "HOST");
+  for (const auto& a : agents) {
+    std::printf("%-20s %-9s %-10s %-12s %-10s %s\n", a.value("name", "").c_str(), a.value("state", "").c_str(),
+                a.value("connected", false) ? "yes" : "no", Ago(a.value("last_seen", int64_t(0))).c_str(),
+                a.value("version", "").c_str(), EscapeForDisplay(a.value("host", "")).c_str());
+  }
+}
+
+}  // namespace
+
+void AddApplianceCommands(CLI::App& app, Globals& g, int& rc) {
+  auto* agent = app.add_subcommand("agent", "Enrol, list and revoke the agents of the appliance (custosd)");
+  agent->require_subcommand(1);
+  agent->footer(R"(
+These commands talk to the running custosd through its control socket in the
+data directory (--data-dir or $CUSTOS_DATA_DIR); only a user who can open that
+directory (the appliance's admin) can use them.
+
+  custos agent add db01        prints a one-time enrolment token (valid 24 h)
+  custos-agent enroll --appliance tcp://APPLIANCE:7468 --token TOKEN   (on db01)
+  custos agent list
+  custos agent revoke db01     refused at its very next message
+
+Exit code 13 when no custosd answers.)");
+  auto* add = agent->add_subcommand("add", "Register an agent and print its one-time enrolment token");
+  static std::string add_name;
+  add->add_option("NAME", add_name, "Agent name: 1-64 of A-Z a-z 0-9 . _ -")->required();
+  add->callback([&] {
+    auto j = Control(g, json{{"cmd", "agent-add"}, {"name", add_name}}, rc);
+    if (!j) return;
+    if (g.json) {
+      std::cout << j->dump() << "\n";
+      return;
+    }
+    std::printf("agent %s registered. On that server, within 24 hours, run:\n\n"
+                "  custos-agent enroll --appliance %s --token %s\n\n"
+                "appliance key: %s\n"
+                "(the token is shown once; anyone holding it can enrol as %s until it is used)\n",
+                add_name.c_str(), j->value("endpoint", "").c_str(), j->value("token", "").c_str(),
+                j->value("appliance_key", "").c_str(), add_name.c_str());
+  });
+  auto* list = agent->add_subcommand("list", "List agents: state, connection, last seen, version");
+  list->callback([&] {
+    auto j = Control(g, json{{"cmd", "agent-list"}}, rc);
+    if (!j) return;
+    if (g.json) std::cout << (*j)["agents"].dump() << "\n";
+    else PrintAgents((*j)["agents"]);
+  });
+  auto* revoke = agent->add_subcommand("revoke", "Revoke an agent: it is refused at its next message");
+  static std::string revoke_name;
+  revoke->add_option("NAME", revoke_name, "Agent name")->required();
+  revoke->callback([&] {
+    auto j = Control(g, json{{"cmd", "agent-revoke"}, {"name", revoke_name}}, rc);
+    if (!j) return;
+    if (g.json) std::cout << j->dump() << "\n";
+    else if (!g.quiet) std::printf("agent %s revoked\n", revoke_name.c_str());
+  });
+
+  auto* status = app.add_subcommand("status", "Show the appliance: agents and running jobs");
+  status->footer("\nTalks to custosd (--data-dir or $CUSTOS_DATA_DIR). Exit code 13 when no custosd answers.");
+  status->callback([&] {
+    auto j = Control(g, json{{"cmd", "status"}}, rc);
+    if (!j) return;
+    if (g.json) {
+      std::cout << j->dump() << "\n";
+      return;
+    }
+    std::printf("custosd %s listening on %s\nappliance key %s\n\n", j->value("version", "").c_str(),
+                j->value("endpoint", "").c_str(), j->value("appliance_key", "").c_str());
+    PrintAgents((*j)["agents"]);
+    std::printf("\njobs: %zu running\n", (*j)["jobs"].size());
+  });
+}
+
+}  // namespace custos::cli

@@ -1,0 +1,93 @@
+// custosd: the appliance daemon (appliance/server.h).
+#include <CLI/CLI.hpp>
+#include <signal.h>
+#include <toml++/toml.h>
+
+#include <cstdio>
+
+#include "appliance/server.h"
+#include "cmd/cli_util.h"
+#include "cmd/common.h"
+
+using namespace custos;
+
+namespace {
+
+appliance::Server* g_server = nullptr;
+void OnSignal(int) {
+  if (g_server) g_server->Stop();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"custosd: the Custos appliance daemon"};
+  app.footer(R"(
+custosd owns the repository and coordinates the agents. With no config it
+serves on loopback (tcp://127.0.0.1:7468) with its data under
+$CUSTOS_DATA_DIR or ~/.local/share/custos/appliance: the data directory holds
+the appliance's CURVE key pair (appliance.key), the agent registry
+(registry.db, SQLite) and the control socket the custos CLI talks to
+(control.sock; the directory is mode 0700, so only its owner can).
+
+CONFIG (TOML; every key optional, flags override):
+  data_dir = "/var/lib/custos"
+  listen = "tcp://0.0.0.0:7468"
+  heartbeat_ms = 5000
+
+SIGINT and SIGTERM stop it cleanly. Exit codes: 0 stopped, 1 error,
+2 usage, 11 another custosd serves this data directory.)");
+  std::string config, data_dir, listen;
+  int heartbeat_ms = 0;
+  app.add_option("-c,--config", config, "TOML config file");
+  app.add_option("--data-dir", data_dir, "Data directory (overrides the config)");
+  app.add_option("--listen", listen, "Agent endpoint, e.g. tcp://0.0.0.0:7468 (port 0: any free port)");
+  app.add_option("--heartbeat-ms", heartbeat_ms, "Heartbeat interval in ms (default 5000)")->check(CLI::Range(100, 600000));
+  app.set_version_flag("--version", std::string("custosd ") + cli::kVersion);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : cli::kExitUsage;
+  }
+  appliance::ServerOptions o;
+  o.data_dir = appliance::DefaultDataDir();
+  if (!config.empty()) {
+    try {
+      toml::table t = toml::parse_file(config);
+      if (auto v = t["data_dir"].value<std::string>()) o.data_dir = *v;
+      if (auto v = t["listen"].value<std::string>()) o.listen = *v;
+      if (auto v = t["heartbeat_ms"].value<int64_t>()) o.heartbeat_ms = int(*v);
+      for (auto&& [k, v] : t) {
+        if (k != "data_dir" && k != "listen" && k != "heartbeat_ms") {
+          std::fprintf(stderr, "custosd: %s: unknown key '%s'\n", config.c_str(), std::string(k.str()).c_str());
+          return cli::kExitUsage;
+        }
+      }
+    } catch (const toml::parse_error& e) {
+      std::fprintf(stderr, "custosd: %s: %s (line %u)\n", config.c_str(), std::string(e.description()).c_str(),
+                   unsigned(e.source().begin.line));
+      return cli::kExitUsage;
+    }
+  }
+  if (!data_dir.empty()) o.data_dir = data_dir;
+  if (!listen.empty()) o.listen = listen;
+  if (heartbeat_ms) o.heartbeat_ms = heartbeat_ms;
+  auto server = appliance::Server::Start(o);
+  if (!server.ok()) {
+    std::fprintf(stderr, "custosd: %s\n", server.status().ToString().c_str());
+    return cli::ExitCodeFor(server.status());
+  }
+  g_server = server->get();
+  struct sigaction sa {};
+  sa.sa_handler = OnSignal;
+  ::sigaction(SIGINT, &sa, nullptr);
+  ::sigaction(SIGTERM, &sa, nullptr);
+  std::printf("custosd listening on %s\n", (*server)->endpoint().c_str());
+  std::fflush(stdout);
+  Status st = (*server)->Run();
+  if (!st.ok()) {
+    std::fprintf(stderr, "custosd: %s\n", st.ToString().c_str());
+    return 1;
+  }
+  return 0;
+}

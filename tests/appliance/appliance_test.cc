@@ -1,0 +1,219 @@
+// The appliance's first part (issue 5): the agent registry (tokens,
+// enrolment, revocation) and the real programs end to end: custosd on
+// 127.0.0.1, `custos agent add`, `custos-agent enroll` and `run`, `custos
+// status`, revocation refusing the running agent (exit 12), a second
+// custosd on the same data directory (exit 11), no daemon (exit 13).
+// The protocol itself is driven from Python in cap_client_test.py.
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <string>
+#include <thread>
+
+#include "appliance/registry.h"
+#include "tests/cli/cli_fixture.h"
+#include "tests/test_util.h"
+
+using nlohmann::json;
+using namespace custos;
+using namespace custos::clitest;
+
+namespace {
+
+const std::string kBin = std::string(CUSTOS_BINARY).substr(0, std::string(CUSTOS_BINARY).rfind('/'));
+
+// A program started in the background with its stdout and stderr in files.
+struct Proc {
+  pid_t pid = -1;
+  std::string out, err;
+  Proc(const std::string& cmd, const std::string& dir, const std::string& tag)
+      : out(dir + "/" + tag + ".out"), err(dir + "/" + tag + ".err") {
+    pid = ::fork();
+    if (pid == 0) {
+      ::execl("/bin/sh", "sh", "-c", ("exec " + cmd + " >" + out + " 2>" + err).c_str(), nullptr);
+      ::_exit(127);
+    }
+  }
+  int Stop(int sig = SIGTERM) {
+    if (pid <= 0) return -1;
+    ::kill(pid, sig);
+    return Wait();
+  }
+  int Wait() {
+    int st = 0;
+    ::waitpid(pid, &st, 0);
+    pid = -1;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  }
+  bool Exited(int* code) {
+    int st = 0;
+    if (::waitpid(pid, &st, WNOHANG) != pid) return false;
+    pid = -1;
+    *code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    return true;
+  }
+  ~Proc() {
+    if (pid > 0) Stop(SIGKILL);
+  }
+};
+
+std::string Slurp(const std::string& path) {
+  std::ifstream f(path);
+  return std::string(std::istreambuf_iterator<char>(f), {});
+}
+
+// Waits until `pred` holds (up to 10 s).
+template <typename F>
+bool Eventually(F pred) {
+  for (int i = 0; i < 200; ++i) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return false;
+}
+
+RunResult Cli(const std::string& data, const std::string& args) {
+  return test::Run("env -u CUSTOS_DATA_DIR " + kBin + "/custos --data-dir " + Q(data) + " " + args);
+}
+
+}  // namespace
+
+TEST_CASE("registry: tokens enrol once, before they expire, and revocation is final", "[appliance]") {
+  test::TempDir dir;
+  auto reg = appliance::Registry::Open(dir.path() + "/r.db");
+  REQUIRE(reg.ok());
+  auto& r = **reg;
+  appliance::CurveKey k1{}, k2{};
+  k1[0] = 1;
+  k2[0] = 2;
+  REQUIRE(r.AddAgent("bad name").status().code() == Code::kInvalidArgument);
+  REQUIRE(r.AddAgent(std::string(65, 'a')).status().code() == Code::kInvalidArgument);
+  auto s1 = r.AddAgent("db01");
+  REQUIRE(s1.ok());
+  REQUIRE_FALSE(r.Admitted(k1));
+  // A new token for a pending agent replaces the old one.
+  auto s1b = r.AddAgent("db01");
+  REQUIRE(s1b.ok());
+  REQUIRE(r.Enrol(*s1, k1, "h", "v").status().code() == Code::kUnauthenticated);
+  auto name = r.Enrol(*s1b, k1, "h", "v");
+  REQUIRE(name.ok());
+  REQUIRE(*name == "db01");
+  REQUIRE(r.Admitted(k1) == std::optional<std::string>("db01"));
+  REQUIRE(r.Enrol(*s1b, k2, "h", "v").status().code() == Code::kUnauthenticated);  // single use
+  REQUIRE(r.AddAgent("db01").status().code() == Code::kAlreadyExists);
+  // The same key cannot become a second agent.
+  auto s2 = r.AddAgent("web01");
+  REQUIRE(s2.ok());
+  REQUIRE(r.Enrol(*s2, k1, "h", "v").status().code() == Code::kAlreadyExists);
+  // Expired tokens.
+  auto s3 = r.AddAgent("old", -1);
+  REQUIRE(s3.ok());
+  REQUIRE(r.Enrol(*s3, k2, "h", "v").status().code() == Code::kUnauthenticated);
+  // Revocation.
+  REQUIRE(r.Revoke("db01").ok());
+  REQUIRE_FALSE(r.Admitted(k1));
+  REQUIRE(r.Revoke("db01").code() == Code::kNotFound);
+  REQUIRE(r.AddAgent("db01").status().code() == Code::kAlreadyExists);  // names are not reused
+  auto list = r.List();
+  REQUIRE(list.ok());
+  REQUIRE(list->size() == 3);
+  // Tokens: format and parse are inverses; damage is refused.
+  appliance::CurveKey pub{};
+  pub[5] = 9;
+  std::array<uint8_t, 16> secret{};
+  secret[3] = 7;
+  std::string token = appliance::FormatToken(pub, secret);
+  appliance::CurveKey p2;
+  std::array<uint8_t, 16> s2r;
+  REQUIRE(appliance::ParseToken(token + "\n", &p2, &s2r).ok());
+  REQUIRE(p2 == pub);
+  REQUIRE(s2r == secret);
+  REQUIRE_FALSE(appliance::ParseToken("CAPT2." + token.substr(6), &p2, &s2r).ok());
+  REQUIRE_FALSE(appliance::ParseToken(token.substr(0, token.size() - 4), &p2, &s2r).ok());
+}
+
+TEST_CASE("appliance: custosd, agent add, enroll, run, status, revoke", "[appliance][cli]") {
+  test::TempDir work;
+  std::string data = work.path() + "/appliance", state = work.path() + "/agent";
+  // No daemon yet: exit 13.
+  RunResult none = Cli(data, "status");
+  REQUIRE_EXIT(none, 13);
+  REQUIRE(Contains(none.err, "no custosd is running"));
+
+  Proc daemon(kBin + "/custosd --data-dir " + Q(data) + " --listen tcp://127.0.0.1:0 --heartbeat-ms 300", work.path(),
+              "custosd");
+  REQUIRE(Eventually([&] { return Contains(Slurp(daemon.out), "listening on"); }));
+  std::string endpoint = Slurp(daemon.out);
+  endpoint = endpoint.substr(endpoint.rfind(' ') + 1);
+  endpoint.erase(endpoint.find_last_not_of("\n") + 1);
+  INFO("endpoint " << endpoint);
+  // The data directory and the key are private.
+  struct stat st;
+  REQUIRE(::stat(data.c_str(), &st) == 0);
+  REQUIRE((st.st_mode & 0777) == 0700);
+  REQUIRE(::stat((data + "/appliance.key").c_str(), &st) == 0);
+  REQUIRE((st.st_mode & 0777) == 0600);
+  // A second daemon on the same data directory: exit 11.
+  RunResult second = test::Run(kBin + "/custosd --data-dir " + Q(data) + " --listen tcp://127.0.0.1:0");
+  REQUIRE_EXIT(second, 11);
+
+  RunResult add = Cli(data, "--json agent add db01");
+  REQUIRE_EXIT(add, 0);
+  json j = json::parse(add.out);
+  std::string token = j["token"];
+  REQUIRE_EXIT(Cli(data, "agent add 'bad name'"), 1);
+  // The daemon never logs the token.
+  REQUIRE_FALSE(Contains(Slurp(daemon.err), token));
+
+  // A wrong token: refused, exit 12; nothing written.
+  std::string bad = token;
+  bad[bad.size() - 3] = bad[bad.size() - 3] == 'A' ? 'B' : 'A';
+  RunResult refused = test::Run(kBin + "/custos-agent --state-dir " + Q(state) + " enroll --appliance " + endpoint +
+                                " --token " + Q(bad));
+  REQUIRE_EXIT(refused, 12);
+  REQUIRE(::stat((state + "/agent.key").c_str(), &st) != 0);
+
+  RunResult enrol = test::Run(kBin + "/custos-agent --json --state-dir " + Q(state) + " enroll --appliance " +
+                              endpoint + " --token " + Q(token));
+  REQUIRE_EXIT(enrol, 0);
+  REQUIRE(json::parse(enrol.out)["name"] == "db01");
+  REQUIRE(::stat((state + "/agent.key").c_str(), &st) == 0);
+  REQUIRE((st.st_mode & 0777) == 0600);
+  // Enrolling again into the same state directory is refused.
+  RunResult again = test::Run(kBin + "/custos-agent --state-dir " + Q(state) + " enroll --appliance " + endpoint +
+                              " --token " + Q(token));
+  REQUIRE(again.exit_code != 0);
+
+  Proc agent(kBin + "/custos-agent --state-dir " + Q(state) + " run", work.path(), "agent");
+  REQUIRE(Eventually([&] {
+    RunResult s = Cli(data, "--json status");
+    if (s.exit_code != 0) return false;
+    json js = json::parse(s.out);
+    return js["agents"].size() == 1 && js["agents"][0]["connected"] == true;
+  }));
+  RunResult status = Cli(data, "status");
+  REQUIRE_EXIT(status, 0);
+  REQUIRE(Contains(status.out, "db01"));
+  REQUIRE(Contains(status.out, "enrolled"));
+
+  // Revocation: the running agent is refused at its next message and exits 12.
+  REQUIRE_EXIT(Cli(data, "agent revoke db01"), 0);
+  int code = -1;
+  REQUIRE(Eventually([&] { return agent.Exited(&code); }));
+  REQUIRE(code == 12);
+  REQUIRE(Contains(Slurp(agent.err), "refused"));
+  RunResult list = Cli(data, "--json agent list");
+  REQUIRE_EXIT(list, 0);
+  REQUIRE(json::parse(list.out)[0]["state"] == "revoked");
+  REQUIRE_EXIT(Cli(data, "agent revoke db01"), 1);
+
+  REQUIRE(daemon.Stop() == 0);
+  REQUIRE(::stat((data + "/control.sock").c_str(), &st) != 0);  // removed on a clean stop
+}

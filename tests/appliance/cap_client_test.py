@@ -1,0 +1,196 @@
+#!/usr/bin/env python3
+"""An independent CAP/1 client, written from doc/protocols/cap.md alone with
+Debian's python3-zmq, driving a real custosd on 127.0.0.1.
+
+Usage: cap_client_test.py CUSTOSD CUSTOS   (the two binaries)
+
+Checks: an unknown key may only ENROL (401 otherwise); enrolment with a
+token from `custos agent add`; HELLO first (409 otherwise); WELCOME; PING and
+PONG; malformed JSON, unknown commands and fields, wrong field types, a
+command of the other side (403), replayed and skipped sequence numbers,
+oversized headers (413), a wrong version frame; a client with the wrong
+appliance key gets nothing; a revoked agent is refused at its next message;
+and after all that the daemon still serves everyone (status, a fresh
+session). Exits 0 when every check passed, 1 with the failed checks.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import zmq
+
+CUSTOSD, CUSTOS = sys.argv[1], sys.argv[2]
+failures = []
+
+
+def check(cond, what):
+    print(("ok    " if cond else "FAIL  ") + what)
+    if not cond:
+        failures.append(what)
+
+
+def frames(header, payloads=()):
+    return [b"CAP1", json.dumps(header).encode()] + list(payloads)
+
+
+class Client:
+    def __init__(self, ctx, endpoint, server_key, keys=None):
+        self.pub, self.sec = keys or zmq.curve_keypair()
+        self.sock = ctx.socket(zmq.DEALER)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.curve_serverkey = server_key
+        self.sock.curve_publickey = self.pub
+        self.sock.curve_secretkey = self.sec
+        self.sock.connect(endpoint)
+        self.seq = 0
+
+    def send(self, mtype, fields=None, payloads=(), seq=None):
+        self.seq = self.seq + 1 if seq is None else seq
+        h = {"type": mtype, "seq": self.seq}
+        h.update(fields or {})
+        self.sock.send_multipart(frames(h, payloads))
+
+    def send_raw(self, parts):
+        self.sock.send_multipart(parts)
+
+    def recv(self, timeout_ms=3000):
+        if not self.sock.poll(timeout_ms):
+            return None
+        parts = self.sock.recv_multipart()
+        assert parts[0] == b"CAP1", parts
+        return json.loads(parts[1])
+
+    def close(self):
+        self.sock.close()
+
+
+def is_error(reply, code):
+    return reply is not None and reply.get("type") == "ERROR" and reply.get("code") == code
+
+
+def main():
+    work = tempfile.mkdtemp(prefix="cap-client-")
+    data = os.path.join(work, "appliance")
+    daemon = subprocess.Popen([CUSTOSD, "--data-dir", data, "--listen", "tcp://127.0.0.1:0", "--heartbeat-ms", "1000"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = daemon.stdout.readline().strip()
+        endpoint = line.split()[-1]
+        check(endpoint.startswith("tcp://127.0.0.1:"), "custosd reports its endpoint: " + line)
+        env = dict(os.environ, CUSTOS_DATA_DIR=data)
+        add = json.loads(subprocess.run([CUSTOS, "--json", "agent", "add", "py01"], env=env, check=True,
+                                        capture_output=True, text=True).stdout)
+        server_key = add["appliance_key"].encode()
+        check(add["token"].startswith("CAPT1."), "custos agent add prints a CAPT1 token")
+        # The token: base64url(appliance key 32 || secret 16), section 4.
+        import base64
+        from zmq.utils import z85
+        raw = base64.urlsafe_b64decode(add["token"][6:] + "=" * (-len(add["token"][6:]) % 4))
+        check(z85.encode(raw[:32]) == server_key, "the token carries the appliance key")
+        secret = raw[32:].hex()
+
+        ctx = zmq.Context()
+        # 1. An unknown key: anything but ENROL is refused with 401.
+        c = Client(ctx, endpoint, server_key)
+        c.send("HELLO", {"protocol": 1, "version": "py", "host": "py", "os": "linux", "resume": []})
+        check(is_error(c.recv(), 401), "unknown key: HELLO is refused with 401")
+        # ... a wrong token too.
+        c.send("ENROL", {"secret": "00" * 16, "host": "py", "version": "py"})
+        check(is_error(c.recv(), 401), "unknown key: ENROL with a wrong secret is refused with 401")
+        # ... the right token enrols this key as py01.
+        c.send("ENROL", {"secret": secret, "host": "py", "version": "py"})
+        r = c.recv()
+        check(r is not None and r.get("type") == "ENROLLED" and r.get("name") == "py01", "ENROL -> ENROLLED py01")
+        keys = (c.pub, c.sec)
+        c.close()
+        # The token is single-use.
+        c2 = Client(ctx, endpoint, server_key)
+        c2.send("ENROL", {"secret": secret, "host": "py", "version": "py"})
+        check(is_error(c2.recv(), 401), "a used token is refused")
+        c2.close()
+
+        # 2. The enrolled key: HELLO first.
+        a = Client(ctx, endpoint, server_key, keys)
+        a.send("PING")
+        check(is_error(a.recv(), 409), "PING before HELLO: 409")
+        a.send("HELLO", {"protocol": 1, "version": "py", "host": "py", "os": "linux", "resume": []})
+        w = a.recv()
+        check(w is not None and w.get("type") == "WELCOME" and isinstance(w.get("heartbeat_ms"), int)
+              and isinstance(w.get("credit"), int), "HELLO -> WELCOME with heartbeat_ms and credit")
+        a.send("PING")
+        check((a.recv() or {}).get("type") == "PONG", "PING -> PONG")
+        # 3. Malformed messages: an error each, the session goes on.
+        a.seq += 1
+        a.send_raw([b"CAP1", b"{not json"])
+        check(is_error(a.recv(), 400), "malformed JSON: 400")
+        a.seq -= 1  # that message had no readable seq
+        a.send("NOPE")
+        check(is_error(a.recv(), 400), "unknown command: 400")
+        a.send("PING", {"extra": 1})
+        check(is_error(a.recv(), 400), "unknown field: 400")
+        a.send("PROGRESS", {"job": "j", "files": "many", "bytes": 1})
+        check(is_error(a.recv(), 400), "wrong field type: 400")
+        a.send("JOB", {"job": "j", "kind": "restore", "params": {}})
+        check(is_error(a.recv(), 403), "a command only the appliance may send: 403")
+        a.send("PING", seq=a.seq)  # replayed number
+        check(is_error(a.recv(), 400), "replayed seq: 400")
+        a.seq = a.seq + 5 - 1
+        a.send("PING")  # skipped numbers
+        r = a.recv()
+        check(is_error(r, 400) and "out of order" in r.get("reason", ""), "skipped seq: 400 out of order")
+        a.seq = 0
+        a.send("PING")  # the daemon expects the next number after the last accepted one: resync by reconnecting
+        a.recv()
+        big = {"type": "PING", "seq": 1, "pad": "x" * (70 * 1024)}
+        a.send_raw([b"CAP1", json.dumps(big).encode()])
+        check(is_error(a.recv(), 413), "oversized header: 413")
+        a.send_raw([b"ZMTP", b"{}"])
+        check(is_error(a.recv(), 400), "wrong version frame: 400")
+        a.send("BLOB", {"job": "j", "id": "a" * 64, "kind": "data", "compression": "none", "size": 1}, [b"x"])
+        r = a.recv()
+        check(r is not None and r.get("type") == "ERROR", "a BLOB for no job gets an error")
+        a.close()
+
+        # 4. The wrong appliance key: CURVE fails, nothing arrives.
+        wrong_pub, _ = zmq.curve_keypair()
+        x = Client(ctx, endpoint, wrong_pub)
+        x.send("ENROL", {"secret": secret, "host": "py", "version": "py"})
+        check(x.recv(1500) is None, "a client pinning the wrong appliance key gets nothing")
+        x.close()
+
+        # 5. The daemon still serves: status, and a fresh session for py01.
+        st = subprocess.run([CUSTOS, "--json", "status"], env=env, capture_output=True, text=True)
+        check(st.returncode == 0 and any(ag["name"] == "py01" for ag in json.loads(st.stdout)["agents"]),
+              "custos status still answers and lists py01")
+        b = Client(ctx, endpoint, server_key, keys)
+        b.send("HELLO", {"protocol": 1, "version": "py", "host": "py", "os": "linux", "resume": []})
+        check((b.recv() or {}).get("type") == "WELCOME", "a fresh session of py01 is welcomed")
+        # 6. Revocation: refused at the next message on the open session.
+        subprocess.run([CUSTOS, "agent", "revoke", "py01"], env=env, check=True, capture_output=True)
+        b.send("PING")
+        check(is_error(b.recv(), 401), "revoked: the next PING on the open session is refused with 401")
+        b.close()
+        ctx.term()
+    finally:
+        daemon.terminate()
+        try:
+            daemon.wait(10)
+        except subprocess.TimeoutExpired:
+            daemon.kill()
+        check(daemon.returncode == 0, "custosd stops cleanly on SIGTERM (exit %s)" % daemon.returncode)
+        log = daemon.stderr.read()
+        check("error 400" in log and "error 401" in log, "custosd logged the errors")
+        shutil.rmtree(work, ignore_errors=True)
+    if failures:
+        print("%d checks failed" % len(failures))
+        return 1
+    print("all checks passed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
