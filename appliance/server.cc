@@ -115,8 +115,9 @@ struct Server::Impl {
       // Unknown keys may connect to enrol, and for nothing else (checked per message).
       user = reg->Admitted(key) ? "agent:" + hex : "enrol:" + hex;
     }
-    std::vector<zmq::const_buffer> reply = {zmq::str_buffer("1.0"), zmq::buffer(str(1)), zmq::buffer(status),
-                                            zmq::buffer(text),        zmq::buffer(user),  zmq::str_buffer("")};
+    std::string request_id = str(1);  // the buffers below point into these strings: keep them alive
+    std::vector<zmq::const_buffer> reply = {zmq::str_buffer("1.0"), zmq::buffer(request_id), zmq::buffer(status),
+                                            zmq::buffer(text),        zmq::buffer(user),        zmq::str_buffer("")};
     zmq::send_multipart(zap, reply);
   }
 
