@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <type_traits>
 
 #include "base/bytes.h"
 #include "storage/repository.h"
@@ -39,6 +40,17 @@ T Get(const json& j, const char* key, T fallback) {
   if (!j.is_object()) return fallback;
   auto it = j.find(key);
   if (it == j.end()) return fallback;
+  // Numbers only of the exact kind asked for: converting a float such as
+  // -9e19 to an integer is undefined behaviour (found by the fuzzer).
+  if constexpr (std::is_same_v<T, bool>) {
+    if (!it->is_boolean()) return fallback;
+  } else if constexpr (std::is_same_v<T, uint64_t>) {
+    if (!it->is_number_unsigned()) return fallback;
+  } else if constexpr (std::is_integral_v<T>) {
+    if (!it->is_number_integer()) return fallback;
+  } else if constexpr (std::is_floating_point_v<T>) {
+    if (!it->is_number()) return fallback;
+  }
   try {
     return it->get<T>();
   } catch (const json::exception&) {

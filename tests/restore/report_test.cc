@@ -424,6 +424,7 @@ TEST_CASE("drill cli: a whole-snapshot drill restores, verifies, reports and rem
   RunResult show = C(repo, "reports show latest");
   REQUIRE(Contains(show.out, "full restore time:"));
   REQUIRE(Contains(show.out, "measured"));
+  REQUIRE(Contains(show.out, "scratch data:       removed"));
   std::string exp = work.path() + "/exp";
   REQUIRE_EXIT(C(repo, "reports verify latest --export " + Q(exp)), 0);
   REQUIRE(Openssl(exp) == 0);
