@@ -83,7 +83,9 @@ Exit code 1 when PATH is not in the snapshot; 3 when some file failed.)");
         return;
       }
     }
-    auto res = restore::Dump(repo, snap->manifest.tree, d_path, STDOUT_FILENO);
+    auto atimes = snapshot::LoadAtimes(repo, snap->manifest);
+    if (!atimes.ok()) { rc = Fail(atimes.status().Annotate("dump")); return; }
+    auto res = restore::Dump(repo, snap->manifest.tree, d_path, STDOUT_FILENO, *atimes);
     if (!res.ok()) { rc = Fail(res.status().Annotate("dump")); return; }
     PrintProblems(*res);
     if (!res->ok()) rc = kExitPartial;
@@ -156,6 +158,9 @@ with the reason, and FILE is not written); 2 for an unknown --format.)");
     restore::ExportOptions o;
     o.format = *format;
     o.subpath = subpath;
+    auto atimes = snapshot::LoadAtimes(repo, snap->manifest);
+    if (!atimes.ok()) { rc = Fail(atimes.status().Annotate("export")); return; }
+    o.atimes = *atimes;
     auto res = to_stdout ? restore::ExportToFd(repo, snap->manifest.tree, o, STDOUT_FILENO)
                          : restore::ExportToFile(repo, snap->manifest.tree, o, e_output);
     if (!res.ok()) { rc = Fail(res.status().Annotate("export")); return; }

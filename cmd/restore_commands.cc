@@ -142,6 +142,7 @@ into the same target.)");
     ctx.snapshot = chosen;
     ctx.subpath = subpath;
     ctx.target = target;
+    restore::LoadAtimesFor(repo, chosen.manifest, &o);
     ctx.options = o;
     ctx.started = snapshot::FormatTimeNs(NowNs());
     auto res = restore::Restore(repo, chosen.manifest.tree, o);

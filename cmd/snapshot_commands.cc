@@ -320,7 +320,9 @@ EXAMPLES
     auto snap = snapshot::FindSnapshot(repo, ls_snap, snapshot::SnapshotFilter{f_host, {}, {}});
     if (!snap.ok()) { rc = Fail(snap.status()); return; }
     std::string base = ls_path.empty() ? "/" : ls_path;
-    auto start = snapshot::FindPath(repo, snap->manifest.tree, base);
+    auto atimes = snapshot::LoadAtimes(repo, snap->manifest);
+    if (!atimes.ok()) { rc = Fail(atimes.status()); return; }
+    auto start = snapshot::FindPath(repo, snap->manifest.tree, base, atimes->get());
     if (!start.ok()) { rc = Fail(start.status()); return; }
     auto print = [&](const std::string& path, const Node& n) -> Status {
       if (g.json) {
@@ -341,7 +343,7 @@ EXAMPLES
     Status st;
     std::string norm = snapshot::NormalizePath(base);
     if (norm != "/") st = print(norm, *start);
-    if (st.ok() && start->type == NodeType::kDir) st = snapshot::WalkTree(repo, start->subtree, norm, print);
+    if (st.ok() && start->type == NodeType::kDir) st = snapshot::WalkTree(repo, start->subtree, norm, print, atimes->get());
     if (!st.ok()) rc = Fail(st);
   });
 
@@ -409,7 +411,7 @@ EXAMPLES
         }
         return Status::Ok();
       });
-      if (st.ok()) st = snapshot::CollectBlobs(repo, s.manifest.tree, &blobs);
+      if (st.ok()) st = snapshot::CollectSnapshotBlobs(repo, s.manifest, &blobs);
       if (!st.ok()) { rc = Fail(st); return; }
     }
     uint64_t unique_raw = 0, stored = 0, missing = 0;

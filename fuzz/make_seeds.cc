@@ -16,6 +16,7 @@
 #include "storage/keys.h"
 #include "restore/report.h"
 #include "snapshot/manifest.h"
+#include "snapshot/atimes.h"
 #include "snapshot/tree.h"
 #include "storage/blob.h"
 #include "storage/pack.h"
@@ -213,6 +214,15 @@ void TreeSeeds() {
   Expect(DecodeTree(blob).ok(), "tree");
   Write("tree_fuzzer", "three-nodes", -1, blob);
   Write("tree_fuzzer", "empty", -1, EncodeTree(Tree{}));
+
+  AtimeCollector atimes;
+  std::vector<Timestamp> taken;
+  atimes.Take(&tree, &taken);
+  atimes.Add(Sha256(EncodeTree(tree)), taken);
+  atimes.Add(Sha256(AsBytes("another tree")), std::vector<Timestamp>{{1700000000, 1}, {1699999999, 999999999}});
+  Bytes table = atimes.Encode();
+  Expect(AtimeTable::Decode(table).ok(), "atime table");
+  Write("atimes_fuzzer", "two-trees", -1, table);
 }
 
 void ManifestSeeds() {

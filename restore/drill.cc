@@ -140,6 +140,7 @@ Result<DrillResult> RunDrill(storage::Repository& repo, const snapshot::Snapshot
   ctx.repository_id = repo.config().id;
   ctx.snapshot = snap;
   ctx.target = scratch;
+  LoadAtimesFor(repo, snap.manifest, &ro);
   ctx.options = ro;
   ctx.started = snapshot::FormatTimeNs(NowNs());
   auto res = Restore(repo, snap.manifest.tree, ro);

@@ -156,8 +156,9 @@ std::string StreamContent(storage::Repository& repo, const Node& n,
 
 class ArchiveWriter {
  public:
-  ArchiveWriter(storage::Repository& repo, ArchiveFormat format, int fd, ThreadCtype* ctype)
-      : repo_(repo), format_(format), ctype_(ctype) {
+  ArchiveWriter(storage::Repository& repo, ArchiveFormat format, const snapshot::AtimeTable* atimes, int fd,
+                ThreadCtype* ctype)
+      : repo_(repo), format_(format), atimes_(atimes), ctype_(ctype) {
     sink_.fd = fd;
   }
   ~ArchiveWriter() {
@@ -187,6 +188,7 @@ class ArchiveWriter {
 
   storage::Repository& repo_;
   ArchiveFormat format_;
+  const snapshot::AtimeTable* atimes_;
   ThreadCtype* ctype_;
   Sink sink_;
   struct archive* a_ = nullptr;
@@ -347,7 +349,7 @@ Status ArchiveWriter::Add(const std::string& path, const std::string& name, cons
 }
 
 Status ArchiveWriter::AddChildren(const std::string& path, const std::string& name, const Id& tree) {
-  auto t = snapshot::LoadTree(repo_, tree);
+  auto t = snapshot::LoadTree(repo_, tree, atimes_);
   if (!t.ok()) {
     result_.failures.push_back({path, "tree unreadable: " + t.status().ToString()});
     return Status::Ok();
@@ -394,10 +396,10 @@ const char* ArchiveFormatName(ArchiveFormat f) {
 Result<ExportResult> ExportToFd(storage::Repository& repo, const Id& root_tree, const ExportOptions& options, int fd) {
   auto start = std::chrono::steady_clock::now();
   std::string base = NormalizedSubpath(options.subpath);
-  ASSIGN_OR_RETURN(Node top, snapshot::FindPath(repo, root_tree, base));
+  ASSIGN_OR_RETURN(Node top, snapshot::FindPath(repo, root_tree, base, options.atimes.get()));
   ThreadCtype ctype;
   ctype.Use(true);
-  ArchiveWriter w(repo, options.format, fd, &ctype);
+  ArchiveWriter w(repo, options.format, options.atimes.get(), fd, &ctype);
   RETURN_IF_ERROR(w.Open());
   // A directory's contents are named relative to it (the directory itself
   // has no entry); anything else is one entry named by its last component.
@@ -463,7 +465,8 @@ Result<ExportResult> ExportToFile(storage::Repository& repo, const Id& root_tree
   return res;
 }
 
-Result<ExportResult> Dump(storage::Repository& repo, const Id& root_tree, const std::string& path, int fd) {
+Result<ExportResult> Dump(storage::Repository& repo, const Id& root_tree, const std::string& path, int fd,
+                          std::shared_ptr<const snapshot::AtimeTable> atimes) {
   auto start = std::chrono::steady_clock::now();
   std::string base = NormalizedSubpath(path);
   ASSIGN_OR_RETURN(Node top, snapshot::FindPath(repo, root_tree, base));
@@ -471,6 +474,7 @@ Result<ExportResult> Dump(storage::Repository& repo, const Id& root_tree, const 
     ExportOptions o;
     o.format = ArchiveFormat::kPax;
     o.subpath = base;
+    o.atimes = std::move(atimes);
     return ExportToFd(repo, root_tree, o, fd);
   }
   ExportResult res;

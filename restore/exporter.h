@@ -35,11 +35,13 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "base/status.h"
+#include "snapshot/atimes.h"
 #include "storage/repository.h"
 
 namespace custos::restore {
@@ -53,6 +55,9 @@ const char* ArchiveFormatName(ArchiveFormat f);
 struct ExportOptions {
   ArchiveFormat format = ArchiveFormat::kPax;
   std::string subpath = "/";  // path inside the snapshot; names are relative to it
+  // The snapshot's atime table (snapshot::LoadAtimes); null when its trees
+  // hold the atimes (manifest version 1).
+  std::shared_ptr<const snapshot::AtimeTable> atimes;
 };
 
 // An item that failed or was skipped.
@@ -98,7 +103,8 @@ Result<ExportResult> ExportToFile(storage::Repository& repo, const Id& root_tree
 // anything else (a directory with everything below it, a symlink, a fifo)
 // as a pax stream, as ExportToFd. For a file, a failure (unreadable blob,
 // SHA-256 mismatch) is in the result; the bytes already written cannot be
-// taken back.
-Result<ExportResult> Dump(storage::Repository& repo, const Id& root_tree, const std::string& path, int fd);
+// taken back. `atimes`: as ExportOptions::atimes.
+Result<ExportResult> Dump(storage::Repository& repo, const Id& root_tree, const std::string& path, int fd,
+                          std::shared_ptr<const snapshot::AtimeTable> atimes = nullptr);
 
 }  // namespace custos::restore

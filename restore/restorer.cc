@@ -26,6 +26,7 @@
 #include "base/file_util.h"
 #include "snapshot/archiver.h"
 #include "snapshot/browse.h"
+#include "snapshot/manifest.h"
 #include "storage/format.h"
 
 namespace custos::restore {
@@ -66,6 +67,11 @@ uint8_t* VerifyBuffer(size_t* size) {
 }
 
 timespec ToTs(const snapshot::Timestamp& t) { return timespec{time_t(t.sec), long(t.nsec)}; }
+// An atime of 0 was not recorded (directories; a snapshot whose atime table
+// could not be read): the restored entry keeps the one it has.
+timespec ToAtime(const snapshot::Timestamp& t) {
+  return t == snapshot::Timestamp{} ? timespec{0, UTIME_OMIT} : ToTs(t);
+}
 
 struct FileTask {
   std::shared_ptr<Fd> dir;
@@ -228,7 +234,7 @@ void RemoveStaleTemporaries(int dirfd, const snapshot::Tree& t) {
 
 void Restorer::Walk(const std::shared_ptr<Fd>& dir, const std::string& path, const Id& tree, bool selected_parent,
                     bool fresh) {
-  auto t = snapshot::LoadTree(repo_, tree);
+  auto t = snapshot::LoadTree(repo_, tree, opts_.atimes.get());
   if (!t.ok()) {
     Fail(path, "tree unreadable: " + t.status().ToString());
     return;
@@ -343,7 +349,7 @@ void Restorer::Entry(const std::shared_ptr<Fd>& dir, const std::string& path, co
     // Metadata on special files through the path (fchmod needs a real fd).
     if (root_) ::fchownat(dfd, tmp.c_str(), n.uid, n.gid, AT_SYMLINK_NOFOLLOW);
     ::fchmodat(dfd, tmp.c_str(), n.mode, 0);
-    timespec ts[2] = {ToTs(n.atime), ToTs(n.mtime)};
+    timespec ts[2] = {ToAtime(n.atime), ToTs(n.mtime)};
     ::utimensat(dfd, tmp.c_str(), ts, AT_SYMLINK_NOFOLLOW);
   }
   if (Status xs = SetXattrsAt(dfd, tmp, n); !xs.ok()) {
@@ -493,14 +499,14 @@ Status Restorer::ApplyMetadata(int fd, const Node& n, bool is_dir, const std::st
   }
   // chmod after chown: chown clears setuid/setgid.
   if (!mode_ok && ::fchmod(fd, n.mode) != 0) return ErrnoStatus("chmod", errno);
-  timespec ts[2] = {ToTs(n.atime), ToTs(n.mtime)};
+  timespec ts[2] = {ToAtime(n.atime), ToTs(n.mtime)};
   if (::futimens(fd, ts) != 0) return ErrnoStatus("set times", errno);
   return Status::Ok();
 }
 
 void Restorer::ApplySymlinkMetadata(int dirfd, const std::string& name, const Node& n) {
   if (root_) ::fchownat(dirfd, name.c_str(), n.uid, n.gid, AT_SYMLINK_NOFOLLOW);
-  timespec ts[2] = {ToTs(n.atime), ToTs(n.mtime)};
+  timespec ts[2] = {ToAtime(n.atime), ToTs(n.mtime)};
   ::utimensat(dirfd, name.c_str(), ts, AT_SYMLINK_NOFOLLOW);
 }
 
@@ -629,8 +635,9 @@ Result<RestoreResult> Restorer::Run(const Id& root_tree) {
   }
   // A path inside the snapshot, never relative to the working directory.
   std::string subpath = opts_.subpath.empty() || opts_.subpath[0] != '/' ? "/" + opts_.subpath : opts_.subpath;
-  ASSIGN_OR_RETURN(Node start_node, snapshot::FindPath(repo_, root_tree, subpath));
+  ASSIGN_OR_RETURN(Node start_node, snapshot::FindPath(repo_, root_tree, subpath, opts_.atimes.get()));
   std::string base = snapshot::NormalizePath(subpath);
+  if (!opts_.atimes_error.empty()) Fail("/", "access times not restored: " + opts_.atimes_error);
   if (start_node.type == NodeType::kDir) {
     Walk(target, base, start_node.subtree, false, false);
     if (base != "/") dirs_.push_back(DirTask{target, base, start_node});
@@ -720,6 +727,21 @@ Result<RestoreResult> Restorer::Run(const Id& root_tree) {
 Result<RestoreResult> Restore(storage::Repository& repo, const Id& root_tree, const RestoreOptions& options) {
   Restorer r(repo, options);
   return r.Run(root_tree);
+}
+
+Result<RestoreResult> Restore(storage::Repository& repo, const snapshot::Manifest& snapshot, RestoreOptions options) {
+  LoadAtimesFor(repo, snapshot, &options);
+  return Restore(repo, snapshot.tree, options);
+}
+
+void LoadAtimesFor(storage::Repository& repo, const snapshot::Manifest& m, RestoreOptions* options) {
+  auto t = snapshot::LoadAtimes(repo, m);
+  if (t.ok()) {
+    options->atimes = *t;
+  } else {
+    options->atimes = nullptr;
+    options->atimes_error = t.status().ToString();
+  }
 }
 
 }  // namespace custos::restore

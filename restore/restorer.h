@@ -19,10 +19,12 @@
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "base/status.h"
+#include "snapshot/atimes.h"
 #include "snapshot/tree.h"
 #include "storage/repository.h"
 
@@ -42,6 +44,12 @@ struct RestoreOptions {
   OverwritePolicy overwrite = OverwritePolicy::kIfChanged;
   bool verify = true;
   int workers = 0;  // 0: 2 x hardware concurrency (reads and writes overlap)
+  // The snapshot's atime table (snapshot::LoadAtimes); null when its trees
+  // hold the atimes (manifest version 1).
+  std::shared_ptr<const snapshot::AtimeTable> atimes;
+  // Why the table could not be read (LoadAtimesFor): reported as a failure
+  // of "/", and files keep the atime of the restore.
+  std::string atimes_error;
   std::function<void(uint64_t files_done, uint64_t files_total, uint64_t bytes_done, uint64_t bytes_total)> progress;
 };
 
@@ -63,8 +71,18 @@ struct RestoreResult {
   bool ok() const { return files_failed == 0 && failures.empty(); }
 };
 
-// Busy if another restore holds the target; PermissionDenied / NoSpace /
-// IOError for the target itself. Per-file failures are in the result.
+// Restores a snapshot: loads its atime table into the options
+// (LoadAtimesFor) and restores its tree. Busy if another restore holds the
+// target; PermissionDenied / NoSpace / IOError for the target itself.
+// Per-file failures are in the result.
+Result<RestoreResult> Restore(storage::Repository& repo, const snapshot::Manifest& snapshot, RestoreOptions options);
+// Restores a tree as it is: options.atimes must be set for a tree of a
+// snapshot with an atime table (manifest version 2), or atimes are not restored.
 Result<RestoreResult> Restore(storage::Repository& repo, const Id& root_tree, const RestoreOptions& options);
+
+// Loads the atime table of the snapshot with manifest `m` into
+// options->atimes. A table that cannot be read does not stop a restore (the
+// content matters more): the reason goes to options->atimes_error.
+void LoadAtimesFor(storage::Repository& repo, const snapshot::Manifest& m, RestoreOptions* options);
 
 }  // namespace custos::restore

@@ -25,6 +25,7 @@
 #include <unordered_set>
 
 #include "base/file_util.h"
+#include "snapshot/atimes.h"
 #include "snapshot/chunker.h"
 #include "snapshot/tree.h"
 #include "storage/blob.h"
@@ -337,6 +338,8 @@ class Archiver {
 
   std::mutex seen_mu_;
   std::unordered_set<Id, IdHash> seen_;
+  AtimeCollector atimes_;
+  uint64_t atime_blobs_ = 0;
 
   std::mutex msg_mu_;
   std::vector<std::string> errors_, warnings_;
@@ -444,8 +447,11 @@ void Archiver::Finish(DirState* d) {
   for (size_t i = 0; i < d->nodes.size(); ++i) {
     if (d->keep[i]) tree.nodes.push_back(std::move(d->nodes[i]));
   }
+  std::vector<Timestamp> atimes;
+  atimes_.Take(&tree, &atimes);  // atimes go to the snapshot's table, not the tree
   Bytes blob = EncodeTree(tree);
   Id id = Sha256(blob);
+  atimes_.Add(id, std::move(atimes));
   if (ClaimChunk(id)) {
     auto encoded = storage::EncodeBlob(repo_.keys().data, BlobType::kTree, blob, id, repo_.config().zstd_level);
     size_t stored = encoded.box.size();
@@ -1051,6 +1057,14 @@ Result<BackupResult> Archiver::Run() {
   m.tags = opts_.tags;
   std::sort(m.tags.begin(), m.tags.end());
   m.tree = root_tree_;
+  {
+    Bytes table = atimes_.Encode();
+    AddedBlobs added;
+    ASSIGN_OR_RETURN(m.atimes, StoreAtimes(repo_, chunker_, table, &added));
+    atime_blobs_ = added.blobs;
+    bytes_added_ += added.bytes;
+    bytes_stored_ += added.stored;
+  }
   m.parent = parent;
   m.program_version = opts_.program_version;
   BackupResult result;
@@ -1069,6 +1083,7 @@ Result<BackupResult> Archiver::Run() {
   s.other_nodes = other_nodes_;
   s.data_blobs_added = data_blobs_;
   s.tree_blobs_added = tree_blobs_;
+  s.atime_blobs_added = atime_blobs_;
   s.bytes_read = bytes_read_;
   s.bytes_added = bytes_added_;
   s.bytes_added_stored = bytes_stored_;

@@ -2,13 +2,16 @@
 
 #include <algorithm>
 
+#include "snapshot/manifest.h"
+
 namespace custos::snapshot {
 
-Result<Tree> LoadTree(storage::Repository& repo, const Id& id) {
+Result<Tree> LoadTree(storage::Repository& repo, const Id& id, const AtimeTable* atimes) {
   auto blob = repo.ReadBlob(id);
   if (!blob.ok()) return blob.status().Annotate("tree " + id.Short());
   auto tree = DecodeTree(*blob);
   if (!tree.ok()) return tree.status().Annotate("tree " + id.Short());
+  if (atimes) RETURN_IF_ERROR(atimes->Apply(id, &*tree));
   return tree;
 }
 
@@ -17,17 +20,18 @@ static std::string JoinPath(const std::string& a, const std::string& b) {
 }
 
 Status WalkTree(storage::Repository& repo, const Id& tree, const std::string& prefix,
-                const std::function<Status(const std::string&, const Node&)>& fn) {
-  ASSIGN_OR_RETURN(Tree t, LoadTree(repo, tree));
+                const std::function<Status(const std::string&, const Node&)>& fn, const AtimeTable* atimes) {
+  ASSIGN_OR_RETURN(Tree t, LoadTree(repo, tree, atimes));
   for (const auto& n : t.nodes) {
     std::string p = JoinPath(prefix, n.name);
     RETURN_IF_ERROR(fn(p, n));
-    if (n.type == NodeType::kDir && !n.subtree.IsZero()) RETURN_IF_ERROR(WalkTree(repo, n.subtree, p, fn));
+    if (n.type == NodeType::kDir && !n.subtree.IsZero()) RETURN_IF_ERROR(WalkTree(repo, n.subtree, p, fn, atimes));
   }
   return Status::Ok();
 }
 
-Result<Node> FindPath(storage::Repository& repo, const Id& root, const std::string& path) {
+Result<Node> FindPath(storage::Repository& repo, const Id& root, const std::string& path,
+                      const AtimeTable* atimes) {
   Node cur;
   cur.name = "/";
   cur.type = NodeType::kDir;
@@ -41,7 +45,7 @@ Result<Node> FindPath(storage::Repository& repo, const Id& root, const std::stri
     i = j + 1;
     if (comp.empty() || comp == ".") continue;
     if (cur.type != NodeType::kDir) return NotFoundError(path + ": not a directory in the snapshot");
-    ASSIGN_OR_RETURN(Tree t, LoadTree(repo, cur.subtree));
+    ASSIGN_OR_RETURN(Tree t, LoadTree(repo, cur.subtree, atimes));
     auto it = std::lower_bound(t.nodes.begin(), t.nodes.end(), comp,
                                [](const Node& n, const std::string& k) { return n.name < k; });
     if (it == t.nodes.end() || it->name != comp) return NotFoundError(path + ": not in the snapshot");
@@ -125,6 +129,18 @@ Status CollectBlobs(storage::Repository& repo, const Id& tree, std::unordered_ma
   for (const auto& n : t.nodes) {
     for (const auto& c : n.content) (*blobs)[c.id] = c.size;
     if (n.type == NodeType::kDir && !n.subtree.IsZero()) RETURN_IF_ERROR(CollectBlobs(repo, n.subtree, blobs));
+  }
+  return Status::Ok();
+}
+
+Status CollectSnapshotBlobs(storage::Repository& repo, const Manifest& m,
+                            std::unordered_map<Id, uint64_t, IdHash>* blobs) {
+  RETURN_IF_ERROR(CollectBlobs(repo, m.tree, blobs));
+  for (const Id& id : m.atimes) {
+    if (blobs->count(id)) continue;
+    auto raw = repo.ReadBlob(id);
+    if (!raw.ok()) return raw.status().Annotate("atime table blob " + id.Short());
+    (*blobs)[id] = raw->size();
   }
   return Status::Ok();
 }

@@ -9,22 +9,28 @@
 #include <unordered_map>
 
 #include "base/status.h"
+#include "snapshot/atimes.h"
 #include "snapshot/tree.h"
 #include "storage/repository.h"
 
 namespace custos::snapshot {
 
-Result<Tree> LoadTree(storage::Repository& repo, const Id& id);
+// `atimes`: the snapshot's atime table (LoadAtimes), applied to the tree;
+// null for a snapshot whose trees hold their atimes, or when atimes do not
+// matter to the caller.
+Result<Tree> LoadTree(storage::Repository& repo, const Id& id, const AtimeTable* atimes = nullptr);
 
 // Calls fn(path, node) for every node below `tree`, depth first, in name
 // order; `prefix` is the path of `tree` itself ("/" for a snapshot root).
 // fn returning an error stops the walk. Paths are exact bytes joined by '/'.
 Status WalkTree(storage::Repository& repo, const Id& tree, const std::string& prefix,
-                const std::function<Status(const std::string& path, const Node& node)>& fn);
+                const std::function<Status(const std::string& path, const Node& node)>& fn,
+                const AtimeTable* atimes = nullptr);
 
 // Resolves an absolute path inside a snapshot ("/" is the root). Returns the
 // node, or for "/" a synthetic directory node whose subtree is `root`.
-Result<Node> FindPath(storage::Repository& repo, const Id& root, const std::string& path);
+Result<Node> FindPath(storage::Repository& repo, const Id& root, const std::string& path,
+                      const AtimeTable* atimes = nullptr);
 
 enum class Change { kAdded, kRemoved, kContent, kMetadata, kType };
 const char* ChangeSymbol(Change c);  // "+", "-", "M", "U", "T"
@@ -42,5 +48,8 @@ Status DiffTrees(storage::Repository& repo, const Id& a, const Id& b, const std:
 // Every blob a tree references (data chunks with their sizes, and trees),
 // added to `blobs` (id -> plaintext size; trees get their encoded size).
 Status CollectBlobs(storage::Repository& repo, const Id& tree, std::unordered_map<Id, uint64_t, IdHash>* blobs);
+// Every blob a snapshot references: its trees, their data and its atime table.
+Status CollectSnapshotBlobs(storage::Repository& repo, const Manifest& m,
+                            std::unordered_map<Id, uint64_t, IdHash>* blobs);
 
 }  // namespace custos::snapshot

@@ -59,6 +59,8 @@ std::string FormatTimeNs(int64_t ns) {
 Bytes EncodeManifest(const Manifest& m) {
   json paths = json::array();
   for (const auto& p : m.paths) paths.push_back(PathJson(p));
+  json atimes = json::array();
+  for (const auto& id : m.atimes) atimes.push_back(id.Hex());
   const Summary& s = m.summary;
   json j = {{"version", m.version},
             {"time", m.time},
@@ -68,6 +70,7 @@ Bytes EncodeManifest(const Manifest& m) {
             {"paths", paths},
             {"tags", m.tags},
             {"tree", m.tree.Hex()},
+            {"atimes", atimes},
             {"parent", m.parent ? json(m.parent->Hex()) : json(nullptr)},
             {"partial", m.partial},
             {"errors", m.error_samples},
@@ -80,6 +83,7 @@ Bytes EncodeManifest(const Manifest& m) {
               {"other_nodes", s.other_nodes},
               {"data_blobs_added", s.data_blobs_added},
               {"tree_blobs_added", s.tree_blobs_added},
+              {"atime_blobs_added", s.atime_blobs_added},
               {"bytes_read", s.bytes_read},
               {"bytes_added", s.bytes_added},
               {"bytes_added_stored", s.bytes_added_stored},
@@ -97,7 +101,7 @@ Result<Manifest> DecodeManifest(ByteView payload) {
     json j = json::parse(AsString(payload));
     Manifest m;
     m.version = internal::JsonIntAt<uint32_t>(j, "version");
-    if (m.version != 1) return NotSupportedError("snapshot manifest version " + std::to_string(m.version));
+    if (m.version != 1 && m.version != 2) return NotSupportedError("snapshot manifest version " + std::to_string(m.version));
     m.time = j.at("time").get<std::string>();
     m.time_ns = internal::JsonIntAt<int64_t>(j, "time_ns");
     m.host = j.at("host").get<std::string>();
@@ -107,6 +111,15 @@ Result<Manifest> DecodeManifest(ByteView payload) {
     auto tree = Id::FromHex(j.at("tree").get<std::string>());
     if (!tree) return CorruptionError("snapshot manifest: bad tree id");
     m.tree = *tree;
+    if (m.version >= 2) {
+      const json& at = j.at("atimes");
+      if (!at.is_array()) return CorruptionError("snapshot manifest: bad atimes");
+      for (const auto& a : at) {
+        auto id = a.is_string() ? Id::FromHex(a.get<std::string>()) : std::nullopt;
+        if (!id) return CorruptionError("snapshot manifest: bad atimes id");
+        m.atimes.push_back(*id);
+      }
+    }
     if (!j.at("parent").is_null()) {
       auto parent = Id::FromHex(j.at("parent").get<std::string>());
       if (!parent) return CorruptionError("snapshot manifest: bad parent id");
@@ -125,6 +138,7 @@ Result<Manifest> DecodeManifest(ByteView payload) {
       o.other_nodes = Count(s, "other_nodes");
       o.data_blobs_added = Count(s, "data_blobs_added");
       o.tree_blobs_added = Count(s, "tree_blobs_added");
+      o.atime_blobs_added = Count(s, "atime_blobs_added");
       o.bytes_read = Count(s, "bytes_read");
       o.bytes_added = Count(s, "bytes_added");
       o.bytes_added_stored = Count(s, "bytes_added_stored");

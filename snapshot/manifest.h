@@ -18,6 +18,7 @@ struct Summary {
   uint64_t files_new = 0, files_changed = 0, files_unmodified = 0;
   uint64_t dirs = 0, other_nodes = 0;
   uint64_t data_blobs_added = 0, tree_blobs_added = 0;
+  uint64_t atime_blobs_added = 0;    // pieces of the atime table (snapshot/atimes.h)
   uint64_t bytes_read = 0;           // content bytes read from disk
   uint64_t bytes_added = 0;          // plaintext bytes of new blobs
   uint64_t bytes_added_stored = 0;   // their stored (compressed, encrypted) size
@@ -28,7 +29,9 @@ struct Summary {
 };
 
 struct Manifest {
-  uint32_t version = 1;
+  // 2: the trees hold atime 0 and the atimes live in the table `atimes`
+  // points to (snapshot/atimes.h); 1: the trees hold the atimes.
+  uint32_t version = 2;
   std::string time;      // RFC 3339 with nanoseconds, UTC
   int64_t time_ns = 0;   // Unix time in ns
   std::string host;
@@ -36,6 +39,7 @@ struct Manifest {
   std::vector<std::string> paths;  // absolute, as given (exact bytes, base64 in JSON if not UTF-8)
   std::vector<std::string> tags;
   Id tree;
+  std::vector<Id> atimes;  // the atime table's data blobs, in order (version 2)
   std::optional<Id> parent;
   bool partial = false;
   std::vector<std::string> error_samples;  // first errors, for the operator

@@ -43,14 +43,17 @@ std::string Failures(const RestoreResult& r) {
   return s;
 }
 
-RestoreResult DoRestore(storage::Repository& repo, const Id& tree, const std::string& target,
+// `what`: a snapshot's manifest (its atime table is used), or a tree ID
+// (hand-built trees hold their atimes).
+template <typename What>
+RestoreResult DoRestore(storage::Repository& repo, const What& what, const std::string& target,
                         const std::string& subpath = "/",
                         const std::function<void(RestoreOptions&)>& tweak = nullptr) {
   RestoreOptions o;
   o.target = target;
   o.subpath = subpath;
   if (tweak) tweak(o);
-  auto r = restore::Restore(repo, tree, o);
+  auto r = restore::Restore(repo, what, o);
   if (!r.ok()) FAIL("restore: " << r.status().ToString());
   return std::move(r).value();
 }
@@ -110,7 +113,7 @@ TEST_CASE("restore lib: a restored backup reproduces every file type and metadat
   REQUIRE(test::FindNode(*r.repo, b.manifest.tree, root + "/zeros").content.size() > 2);
 
   std::string target = work.path() + "/restored";
-  RestoreResult res = DoRestore(*r.repo, b.manifest.tree, target, root);
+  RestoreResult res = DoRestore(*r.repo, b.manifest, target, root);
   INFO("failures:\n" << Failures(res));
   REQUIRE(res.ok());
   REQUIRE(res.files_failed == 0);
@@ -190,14 +193,14 @@ TEST_CASE("restore lib: verification reads every file back by default and catche
   auto b = test::BackupLib(*r.repo, {src});
 
   SECTION("on by default: every restored file is verified") {
-    RestoreResult res = DoRestore(*r.repo, b.manifest.tree, work.path() + "/t", src);
+    RestoreResult res = DoRestore(*r.repo, b.manifest, work.path() + "/t", src);
     REQUIRE(res.ok());
     REQUIRE(res.files_restored == 6);
     REQUIRE(res.files_verified == 6);
   }
   SECTION("off: nothing is verified") {
     RestoreResult res =
-        DoRestore(*r.repo, b.manifest.tree, work.path() + "/t", src, [](RestoreOptions& o) { o.verify = false; });
+        DoRestore(*r.repo, b.manifest, work.path() + "/t", src, [](RestoreOptions& o) { o.verify = false; });
     REQUIRE(res.ok());
     REQUIRE(res.files_restored == 6);
     REQUIRE(res.files_verified == 0);
@@ -269,7 +272,7 @@ TEST_CASE("restore lib: a damaged data blob fails exactly the files that share i
   std::string target = work.path() + "/t";
   for (int round = 0; round < 2; ++round) {  // the second run finds the good files in place
     INFO("round " << round);
-    RestoreResult res = DoRestore(*r.repo, b.manifest.tree, target, src);
+    RestoreResult res = DoRestore(*r.repo, b.manifest, target, src);
     INFO("failures:\n" << Failures(res));
     REQUIRE_FALSE(res.ok());
     REQUIRE(res.files_failed == affected.size());
@@ -314,7 +317,7 @@ TEST_CASE("restore lib: a symlink planted where the snapshot has a directory is 
   REQUIRE(::symlink(outside.c_str(), (target + "/dir").c_str()) == 0);
   for (auto policy : {OverwritePolicy::kIfChanged, OverwritePolicy::kAlways, OverwritePolicy::kNever}) {
     INFO("policy " << int(policy));
-    RestoreResult res = DoRestore(*r.repo, b.manifest.tree, target, src, [&](RestoreOptions& o) { o.overwrite = policy; });
+    RestoreResult res = DoRestore(*r.repo, b.manifest, target, src, [&](RestoreOptions& o) { o.overwrite = policy; });
     INFO("failures:\n" << Failures(res));
     REQUIRE_FALSE(res.ok());
     REQUIRE(HasFailure(res, src + "/dir", "refusing to follow"));
@@ -350,7 +353,7 @@ TEST_CASE("restore lib: a symlink planted where the snapshot has a file is repla
     test::TempDir tdir;
     std::string target = tdir.path();
     for (const auto& n : names) REQUIRE(::symlink((outside + "/" + n).c_str(), (target + "/" + n).c_str()) == 0);
-    RestoreResult res = DoRestore(*r.repo, b.manifest.tree, target, src, [&](RestoreOptions& o) { o.overwrite = policy; });
+    RestoreResult res = DoRestore(*r.repo, b.manifest, target, src, [&](RestoreOptions& o) { o.overwrite = policy; });
     INFO("failures:\n" << Failures(res));
     REQUIRE(res.ok());
     // Whatever the policy, nothing outside changed (content, mode, times).
@@ -399,7 +402,7 @@ TEST_CASE("restore lib: a later restore never writes through a symlink that an e
   test::TempDir tdir;
   std::string target = tdir.path() + "/t";
   // A: the symlinks are restored as symlinks, targets exact, none followed.
-  RestoreResult ra = DoRestore(*r.repo, a.manifest.tree, target, src);
+  RestoreResult ra = DoRestore(*r.repo, a.manifest, target, src);
   INFO("failures:\n" << Failures(ra));
   REQUIRE(ra.ok());
   test::TreeInfo dst = test::ScanTree(target);
@@ -408,12 +411,12 @@ TEST_CASE("restore lib: a later restore never writes through a symlink that an e
   REQUIRE(dst["rel"].link_target == "../../outside/rel");
   REQUIRE(dst["passwd"].link_target == "/etc/passwd");
   // Again with "always": the symlinks are replaced, not written through.
-  REQUIRE(DoRestore(*r.repo, a.manifest.tree, target, src, [](RestoreOptions& o) {
+  REQUIRE(DoRestore(*r.repo, a.manifest, target, src, [](RestoreOptions& o) {
             o.overwrite = OverwritePolicy::kAlways;
           }).ok());
   // B into the same target: the directories are refused (the symlinks are
   // not followed), the file replaces the symlink instead of writing through it.
-  RestoreResult rb = DoRestore(*r.repo, b.manifest.tree, target, src);
+  RestoreResult rb = DoRestore(*r.repo, b.manifest, target, src);
   INFO("failures:\n" << Failures(rb));
   REQUIRE(HasFailure(rb, src + "/abs", "refusing to follow"));
   REQUIRE(HasFailure(rb, src + "/rel", "refusing to follow"));
@@ -503,13 +506,13 @@ TEST_CASE("restore lib: a target held by another restore is refused as busy and 
     RestoreOptions o;
     o.target = target;
     o.subpath = src;
-    auto res = restore::Restore(*r.repo, b.manifest.tree, o);
+    auto res = restore::Restore(*r.repo, b.manifest, o);
     REQUIRE_FALSE(res.ok());
     REQUIRE(res.status().code() == Code::kBusy);
     REQUIRE(res.status().message().find("in use by another restore") != std::string::npos);
     REQUIRE(test::ScanTree(target).size() == 1);
   }
-  REQUIRE(DoRestore(*r.repo, b.manifest.tree, target, src).files_restored == 1);
+  REQUIRE(DoRestore(*r.repo, b.manifest, target, src).files_restored == 1);
 }
 
 TEST_CASE("restore lib: overwrite policies never, if-changed and always for files that already exist",
@@ -533,7 +536,7 @@ TEST_CASE("restore lib: overwrite policies never, if-changed and always for file
   // same size, "chmodded" another mode, "missing" is gone, "extra" is new,
   // hard1 and hard2 are two separate local files.
   auto prepare = [&](const std::string& target) {
-    REQUIRE(DoRestore(*r.repo, b.manifest.tree, target, src).ok());
+    REQUIRE(DoRestore(*r.repo, b.manifest, target, src).ok());
     test::WriteString(target + "/changed", "SNAPSHOT VERSION");
     REQUIRE(::chmod((target + "/chmodded").c_str(), 0600) == 0);
     REQUIRE(::unlink((target + "/missing").c_str()) == 0);
@@ -546,7 +549,7 @@ TEST_CASE("restore lib: overwrite policies never, if-changed and always for file
   SECTION("never: existing names are kept whatever they hold, missing ones restored") {
     test::TempDir t;
     test::TreeInfo before = prepare(t.path());
-    RestoreResult res = DoRestore(*r.repo, b.manifest.tree, t.path(), src,
+    RestoreResult res = DoRestore(*r.repo, b.manifest, t.path(), src,
                                   [](RestoreOptions& o) { o.overwrite = OverwritePolicy::kNever; });
     INFO("failures:\n" << Failures(res));
     REQUIRE(res.ok());
@@ -563,7 +566,7 @@ TEST_CASE("restore lib: overwrite policies never, if-changed and always for file
   SECTION("if-changed: only files whose content differs are rewritten, metadata is put right") {
     test::TempDir t;
     test::TreeInfo before = prepare(t.path());
-    RestoreResult res = DoRestore(*r.repo, b.manifest.tree, t.path(), src);
+    RestoreResult res = DoRestore(*r.repo, b.manifest, t.path(), src);
     INFO("failures:\n" << Failures(res));
     REQUIRE(res.ok());
     test::TreeInfo after = test::ScanTree(t.path());
@@ -578,7 +581,7 @@ TEST_CASE("restore lib: overwrite policies never, if-changed and always for file
   SECTION("always: every file is rewritten") {
     test::TempDir t;
     test::TreeInfo before = prepare(t.path());
-    RestoreResult res = DoRestore(*r.repo, b.manifest.tree, t.path(), src,
+    RestoreResult res = DoRestore(*r.repo, b.manifest, t.path(), src,
                                   [](RestoreOptions& o) { o.overwrite = OverwritePolicy::kAlways; });
     INFO("failures:\n" << Failures(res));
     REQUIRE(res.ok());

@@ -45,7 +45,9 @@ BackupResult DoBackup(storage::Repository& repo, const std::vector<std::string>&
 }
 
 Node Find(storage::Repository& repo, const BackupResult& b, const std::string& path) {
-  auto n = FindPath(repo, b.manifest.tree, path);
+  auto atimes = LoadAtimes(repo, b.manifest);
+  if (!atimes.ok()) FAIL("atime table: " << atimes.status().ToString());
+  auto n = FindPath(repo, b.manifest.tree, path, atimes->get());
   if (!n.ok()) FAIL("find " << path << ": " << n.status().ToString());
   return *n;
 }
