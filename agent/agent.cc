@@ -8,15 +8,19 @@
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <memory>
+#include <thread>
 
+#include "agent/remote_target.h"
 #include "appliance/registry.h"
 #include "base/bytes.h"
 #include "base/file_util.h"
 #include "base/version.h"
 #include "protocol/message.h"
+#include "snapshot/archiver.h"
 
 namespace custos::agent {
 
@@ -97,6 +101,45 @@ std::optional<cap::DecodeResult> Receive(zmq::socket_t& sock, int ms) {
   return cap::Decode(frames, cap::Direction::kApplianceToAgent);
 }
 
+// One backup job: the archiver on its own thread, feeding a RemoteTarget
+// that the session thread drains.
+struct BackupJob {
+  std::string id;
+  uint64_t job_seq = 0;  // the appliance's JOB message, for ERROR refs
+  std::unique_ptr<RemoteTarget> target;
+  std::thread thread;
+  std::atomic<bool> finished{false};
+  Status status;  // set before finished
+  std::atomic<uint64_t> files{0}, bytes{0};
+  std::chrono::steady_clock::time_point last_progress;
+};
+
+// Parses JOB params for a backup; InvalidArgument names what is wrong.
+Status ParseBackupParams(const json& p, snapshot::BackupOptions* o, Key32* chunker_key,
+                         snapshot::ChunkerParams* cp, int* zstd_level) {
+  try {
+    for (const auto& x : p.at("paths")) o->paths.push_back(x.get<std::string>());
+    if (o->paths.empty()) return InvalidArgumentError("no paths");
+    if (p.contains("excludes")) o->excludes = p.at("excludes").get<std::vector<std::string>>();
+    o->one_file_system = p.value("one_file_system", false);
+    o->exclude_caches = p.value("exclude_caches", false);
+    const json& c = p.at("chunker");
+    auto key = FromHex(c.at("key").get<std::string>());
+    if (!key || key->size() != chunker_key->size()) return InvalidArgumentError("bad chunker key");
+    std::copy(key->begin(), key->end(), chunker_key->begin());
+    cp->min = c.at("min").get<uint32_t>();
+    cp->avg = c.at("avg").get<uint32_t>();
+    cp->max = c.at("max").get<uint32_t>();
+    if (cp->min == 0 || cp->min > cp->avg || cp->avg > cp->max || cp->max > (8u << 20)) {
+      return InvalidArgumentError("bad chunker parameters");
+    }
+    *zstd_level = p.at("zstd_level").get<int>();
+  } catch (const json::exception& e) {
+    return InvalidArgumentError(std::string("bad backup parameters: ") + e.what());
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 std::string DefaultStateDir() {
@@ -153,6 +196,16 @@ Status Agent::Run(const RunOptions& options) {
   auto say = [&](const std::string& what) {
     if (options.on_state) options.on_state(what);
   };
+  std::unique_ptr<BackupJob> job;
+  struct JobGuard {  // a job thread never outlives Run
+    std::unique_ptr<BackupJob>& j;
+    ~JobGuard() {
+      if (j) {
+        j->target->Fail("agent stopping");
+        if (j->thread.joinable()) j->thread.join();
+      }
+    }
+  } guard{job};
   try {
     zmq::context_t ctx(1);
     int heartbeat_ms = 5000;
@@ -170,8 +223,20 @@ Status Agent::Run(const RunOptions& options) {
       auto last_heard = std::chrono::steady_clock::now();
       auto last_sent = last_heard;
       bool greeted = false;
+      uint64_t credit = 0;
+      auto send = [&](cap::Message m) {
+        m.seq = ++seq;
+        SendMsg(*sock, m);
+        last_sent = std::chrono::steady_clock::now();
+      };
+      auto end_job = [&](const std::string& why) {
+        if (!job) return;
+        job->target->Fail(why);
+        if (job->thread.joinable()) job->thread.join();
+        job.reset();
+      };
       while (!stop_.load()) {
-        auto r = Receive(*sock, 200);
+        auto r = Receive(*sock, job ? 5 : 200);
         auto now = std::chrono::steady_clock::now();
         if (r) {
           last_heard = now;
@@ -180,23 +245,94 @@ Status Agent::Run(const RunOptions& options) {
           if (m.type == "WELCOME") {
             greeted = true;
             heartbeat_ms = int(m.header["heartbeat_ms"].get<uint64_t>());
+            credit = m.header["credit"].get<uint64_t>();
             say("connected as " + s.name);
           } else if (m.type == "PING") {
-            SendMsg(*sock, cap::Make("PONG", ++seq));
-            last_sent = now;
+            send(cap::Make("PONG", 0));
+          } else if (m.type == "JOB") {
+            std::string id = m.header["job"];
+            if (job) {
+              send(cap::MakeError(0, cap::ErrorCode::kOutOfOrder, "busy with job " + job->id, m.seq));
+            } else if (m.header["kind"] != "backup") {
+              send(cap::MakeError(0, cap::ErrorCode::kMalformed, "this agent runs backup jobs only", m.seq));
+            } else {
+              snapshot::BackupOptions o;
+              Key32 ckey{};
+              snapshot::ChunkerParams cp;
+              int level = 0;
+              Status ps = ParseBackupParams(m.header["params"], &o, &ckey, &cp, &level);
+              if (!ps.ok()) {
+                send(cap::MakeError(0, cap::ErrorCode::kMalformed, ps.message(), m.seq));
+              } else {
+                job = std::make_unique<BackupJob>();
+                job->id = id;
+                job->job_seq = m.seq;
+                job->target = std::make_unique<RemoteTarget>(id, ckey, cp, level);
+                job->last_progress = now;
+                o.host = HostName();
+                o.program_version = kCustosVersion;
+                o.progress_interval_ms = 500;
+                BackupJob* j = job.get();
+                o.progress = [j](const snapshot::BackupProgress& p) {
+                  j->files = p.files_done;
+                  j->bytes = p.bytes_done;
+                };
+                send(cap::Make("ACCEPT", 0, {{"job", id}}));
+                say("backup job " + id + " started");
+                j->thread = std::thread([j, o] {
+                  auto res = snapshot::Backup(*j->target, o);
+                  j->status = res.ok() ? Status::Ok() : res.status();
+                  j->finished = true;
+                });
+              }
+            }
+          } else if (m.type == "LACK" && job && m.header["job"] == job->id) {
+            job->target->OnLack(m.header["ids"]);
+          } else if (m.type == "CREDIT") {
+            credit += m.header["bytes"].get<uint64_t>();
+          } else if (m.type == "DONE" && job && m.header["job"] == job->id) {
+            if (auto snap = Id::FromHex(m.header["snapshot"].get<std::string>())) {
+              job->target->OnDone(*snap);
+              say("backup job " + job->id + " done: snapshot " + snap->Short());
+            }
           } else if (m.type == "ERROR") {
             uint64_t code = m.header["code"];
             std::string reason = m.header["reason"];
             if (code == uint64_t(cap::ErrorCode::kUnauthorized)) {
               say("refused: " + reason);
+              end_job("refused: " + reason);
               return UnauthenticatedError("the appliance refused this agent: " + reason);
             }
             say("error " + std::to_string(code) + ": " + reason);
+            if (job) {
+              // The job's messages are the only ones that can go wrong now.
+              end_job("appliance error " + std::to_string(code) + ": " + reason);
+              continue;
+            }
             break;  // out of step (the appliance restarted?): a fresh session greets again
           }
         }
+        if (job && greeted) {
+          job->target->Pump(send, &credit);
+          if (now - job->last_progress >= std::chrono::seconds(1)) {
+            send(cap::Make("PROGRESS", 0, {{"job", job->id}, {"files", job->files.load()}, {"bytes", job->bytes.load()}}));
+            job->last_progress = now;
+          }
+          if (job->finished) {
+            job->thread.join();
+            if (!job->status.ok()) {
+              say("backup job " + job->id + " failed: " + job->status.ToString());
+              send(cap::MakeError(0, cap::ErrorCode::kInternal, "backup failed: " + job->status.message(),
+                                  job->job_seq));
+            }
+            job.reset();
+          }
+        }
         auto silence = std::chrono::duration_cast<std::chrono::milliseconds>(now - last_heard).count();
-        if (silence > 3 * heartbeat_ms) break;  // gone: dial again
+        if (silence > 3 * heartbeat_ms) {
+          end_job("connection to the appliance lost");
+          break;  // gone: dial again
+        }
         if (std::chrono::duration_cast<std::chrono::milliseconds>(now - last_sent).count() >= heartbeat_ms / 2 &&
             greeted) {
           SendMsg(*sock, cap::Make("PING", ++seq));

@@ -36,6 +36,16 @@ struct AgentInfo {
   std::string version, host;
 };
 
+// One job in the history (jobs table).
+struct JobRecord {
+  std::string id, agent, kind;  // kind: "backup"
+  std::string state;            // "running", "ok", "partial", "failed"
+  int64_t started = 0, ended = 0;  // Unix seconds, 0 = not yet
+  std::string params;           // JSON
+  std::string snapshot, error;
+  uint64_t files = 0, bytes = 0;
+};
+
 // The printable enrolment token: "CAPT1." + base64url(appliance key || secret).
 std::string FormatToken(const CurveKey& appliance_public, const std::array<uint8_t, 16>& secret);
 // InvalidArgument if malformed.
@@ -62,6 +72,11 @@ class Registry {
   Status Revoke(const std::string& name);
   Status Seen(const std::string& name, const std::string& version, const std::string& host);
   Result<std::vector<AgentInfo>> List();
+
+  // Inserts or updates a job (by id).
+  Status SaveJob(const JobRecord& job);
+  // The newest `limit` jobs, newest first.
+  Result<std::vector<JobRecord>> Jobs(int limit = 100);
 
  private:
   explicit Registry(sqlite3* db) : db_(db) {}

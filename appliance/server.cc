@@ -8,16 +8,26 @@
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
+#include <unordered_set>
 
 #include "appliance/registry.h"
 #include "base/bytes.h"
+#include "base/crypto.h"
 #include "base/file_util.h"
 #include "base/version.h"
 #include "protocol/message.h"
+#include "snapshot/archiver.h"
+#include "snapshot/browse.h"
+#include "snapshot/manifest.h"
+#include "snapshot/tree.h"
+#include "storage/backend.h"
+#include "storage/blob.h"
+#include "storage/repository.h"
 
 namespace custos::appliance {
 
@@ -57,8 +67,84 @@ struct Peer {
   uint64_t out_seq = 0;
   bool greeted = false;
   std::string agent;
+  std::string version;
   int64_t last_seen_ms = 0;
+  uint64_t credit = kInitialCredit;  // payload bytes the agent may still send
 };
+
+// A job in progress (the history row lives in the registry).
+struct Job {
+  JobRecord rec;
+  std::string peer;      // routing id of the agent's session
+  uint64_t job_seq = 0;  // our JOB message (ERROR refs point to it)
+  std::vector<std::string> paths;
+  // What "which do you lack?" may be answered from: blobs this agent's host
+  // already references, and what arrived in this job. Nothing else, so no
+  // agent learns what other servers hold.
+  std::unordered_set<Id, IdHash> host_blobs, received;
+  uint64_t data_blobs = 0, tree_blobs = 0, bytes_stored = 0, rejected = 0;
+};
+
+int64_t NowS() { return int64_t(::time(nullptr)); }
+
+
+
+}  // namespace
+
+namespace {
+
+// Opens the appliance's repository, creating it (and its passphrase file)
+// on first start, and takes its writer lock for as long as custosd runs.
+Result<std::unique_ptr<storage::Repository>> OpenRepository(const ServerOptions& o) {
+  std::string path = o.repository.empty() ? o.data_dir + "/repository" : o.repository;
+  std::string pass_path = o.password_file.empty() ? o.data_dir + "/repository.pass" : o.password_file;
+  auto backend = storage::NewLocalBackend(path);
+  auto size = backend->Size(storage::FileType::kConfig, "");
+  std::unique_ptr<storage::Repository> repo;
+  if (!size.ok() && size.status().code() == Code::kNotFound) {
+    // First start: a random passphrase, written before the repository
+    // exists so that it can never be lost in between.
+    auto existing = ReadFile(pass_path);
+    std::string pass;
+    if (existing.ok()) {
+      pass.assign(existing->begin(), existing->end());
+    } else {
+      uint8_t rnd[32];
+      RandomBytes(rnd, sizeof rnd);
+      pass = ToHex(ByteView(rnd, sizeof rnd));
+      RETURN_IF_ERROR(WriteFileAtomic(pass_path, AsBytes(pass + "\n"), 0600, Overwrite::kNo));
+    }
+    while (!pass.empty() && (pass.back() == '\n' || pass.back() == '\r')) pass.pop_back();
+    storage::InitOptions io;
+    if (o.kdf_ops) io.kdf.ops = o.kdf_ops;
+    if (o.kdf_mib) io.kdf.mem_bytes = uint64_t(o.kdf_mib) << 20;
+    auto init = storage::Repository::Init(std::move(backend), pass, io, storage::Actor::FromProcess("custosd"));
+    SecureWipe(pass.data(), pass.size());
+    if (!init.ok()) return init.status().Annotate("repository " + path);
+    if (!init->recovery_key.empty()) {
+      std::string rk_path = o.data_dir + "/recovery-key.txt";
+      Status st = WriteFileAtomic(rk_path, AsBytes(init->recovery_key + "\n"), 0600, Overwrite::kNo);
+      if (st.ok()) {
+        Log("created repository " + path + "; its recovery key is in " + rk_path +
+            ": store it offline, then delete the file");
+      } else {
+        Log("created repository " + path + "; could not write the recovery key (" + st.ToString() + ")");
+      }
+    }
+    repo = std::move(init->repo);
+  } else {
+    auto text = ReadFile(pass_path);
+    if (!text.ok()) return text.status().Annotate("repository passphrase file");
+    std::string pass(text->begin(), text->end());
+    while (!pass.empty() && (pass.back() == '\n' || pass.back() == '\r')) pass.pop_back();
+    auto opened = storage::Repository::Open(std::move(backend), pass);
+    SecureWipe(pass.data(), pass.size());
+    if (!opened.ok()) return opened.status().Annotate("repository " + path);
+    repo = std::move(opened).value();
+  }
+  RETURN_IF_ERROR(repo->LockForWrite(storage::Actor::FromProcess("custosd")).Annotate("repository " + path));
+  return repo;
+}
 
 }  // namespace
 
@@ -78,9 +164,261 @@ struct Server::Impl {
   zmq::socket_t router{ctx, zmq::socket_type::router};
   zmq::socket_t control{ctx, zmq::socket_type::rep};
   std::unique_ptr<Registry> reg;
+  std::unique_ptr<storage::Repository> repo;
   std::string public_z85, secret_z85, bound;
   Fd lock;
   std::map<std::string, Peer> peers;  // by ROUTER routing id
+  std::map<std::string, Job> jobs;    // running, by job id
+
+  void SaveJob(const Job& j) {
+    Status st = reg->SaveJob(j.rec);
+    if (!st.ok()) Log(st.ToString());
+  }
+
+  void EndJob(Job& j, const std::string& state, const std::string& error) {
+    j.rec.state = state;
+    j.rec.error = error;
+    j.rec.ended = NowS();
+    SaveJob(j);
+    Log("job " + j.rec.id + " (" + j.rec.kind + " on " + j.rec.agent + ") " + state +
+        (error.empty() ? "" : ": " + error) + (j.rec.snapshot.empty() ? "" : ", snapshot " + j.rec.snapshot));
+    jobs.erase(j.rec.id);
+  }
+
+  // The job `m` names, if it is running and belongs to this session.
+  Job* JobFor(const std::string& id, Peer& p, const cap::Message& m) {
+    std::string name = m.header["job"];
+    auto it = jobs.find(name);
+    if (it == jobs.end() || it->second.peer != id || it->second.rec.agent != p.agent) {
+      SendError(id, p, cap::ErrorCode::kUnknownJob, "no running job " + name + " for this agent", m.seq);
+      return nullptr;
+    }
+    return &it->second;
+  }
+
+  void HandleJobMessage(const std::string& id, Peer& p, const cap::Message& m) {
+    Job* j = JobFor(id, p, m);
+    if (!j) return;
+    if (m.type == "ACCEPT") return;
+    if (m.type == "PROGRESS") {
+      j->rec.files = m.header["files"];
+      j->rec.bytes = m.header["bytes"];
+      return;
+    }
+    if (m.type == "HAVE") {
+      json lack = json::array();
+      for (const auto& s : m.header["ids"]) {
+        Id bid = *Id::FromHex(s.get<std::string>());  // the codec checked the form
+        if (!j->host_blobs.count(bid) && !j->received.count(bid)) lack.push_back(s);
+      }
+      Send(id, p, cap::Make("LACK", 0, {{"job", j->rec.id}, {"ids", std::move(lack)}}));
+      return;
+    }
+    if (m.type == "BLOB") return HandleBlob(id, p, *j, m);
+    if (m.type == "COMMIT") return HandleCommit(id, p, *j, m);
+  }
+
+  void HandleBlob(const std::string& id, Peer& p, Job& j, const cap::Message& m) {
+    const std::string& payload = m.payloads[0];
+    if (payload.size() > p.credit) {
+      SendError(id, p, cap::ErrorCode::kCreditExceeded,
+                "blob of " + std::to_string(payload.size()) + " bytes exceeds the credit left (" +
+                    std::to_string(p.credit) + ")",
+                m.seq);
+      EndJob(j, "failed", "the agent exceeded its credit");
+      return;
+    }
+    p.credit -= payload.size();
+    Id bid = *Id::FromHex(m.header["id"].get<std::string>());
+    uint64_t size = m.header["size"];
+    bool tree = m.header["kind"] == "tree";
+    ByteView raw(reinterpret_cast<const uint8_t*>(payload.data()), payload.size());
+    Result<Bytes> plain = Bytes();
+    if (m.header["compression"] == "zstd") {
+      plain = storage::ZstdDecompress(raw, size_t(std::min<uint64_t>(size, SIZE_MAX)));
+    } else if (size == raw.size()) {
+      plain = Bytes(raw.begin(), raw.end());
+    } else {
+      plain = CorruptionError("size " + std::to_string(size) + " differs from the payload's");
+    }
+    std::string bad;
+    if (!plain.ok()) {
+      bad = plain.status().message();
+    } else if (Sha256(*plain) != bid) {
+      bad = "content does not hash to its ID";
+    } else if (tree && !snapshot::DecodeTree(*plain).ok()) {
+      bad = "not a valid tree";
+    }
+    if (!bad.empty()) {
+      ++j.rejected;
+      // Logged with the agent's name; the blob never enters the store.
+      SendError(id, p, cap::ErrorCode::kBadBlob, "blob " + bid.Hex() + " rejected: " + bad, m.seq);
+    } else {
+      auto added = repo->AddBlob(tree ? storage::BlobType::kTree : storage::BlobType::kData, *plain);
+      if (!added.ok()) {
+        SendError(id, p, cap::ErrorCode::kInternal, "storing a blob failed: " + added.status().message(), m.seq);
+        EndJob(j, "failed", "storing a blob failed: " + added.status().ToString());
+        return;
+      }
+      j.received.insert(bid);
+      ++(tree ? j.tree_blobs : j.data_blobs);
+      j.bytes_stored += plain->size();
+    }
+    // The bytes are out of the agent's way: grant them again.
+    p.credit += payload.size();
+    Send(id, p, cap::Make("CREDIT", 0, {{"job", j.rec.id}, {"bytes", uint64_t(payload.size())}}));
+  }
+
+  void HandleCommit(const std::string& id, Peer& p, Job& j, const cap::Message& m) {
+    snapshot::Manifest man;
+    man.tree = *Id::FromHex(m.header["tree"].get<std::string>());
+    for (const auto& a : m.header["atimes"]) man.atimes.push_back(*Id::FromHex(a.get<std::string>()));
+    for (const auto& s : m.header["paths"]) man.paths.push_back(s.get<std::string>());
+    if (man.paths != j.paths) {
+      SendError(id, p, cap::ErrorCode::kForbidden, "COMMIT paths differ from the job's", m.seq);
+      EndJob(j, "failed", "the agent committed other paths than the job's");
+      return;
+    }
+    // Every blob the snapshot references must be here: walk it.
+    Status st = repo->Flush();
+    std::unordered_map<Id, uint64_t, IdHash> blobs;
+    if (st.ok()) st = snapshot::CollectSnapshotBlobs(*repo, man, &blobs);
+    size_t missing = 0;
+    if (st.ok()) {
+      for (const auto& [bid, size] : blobs) missing += repo->HasBlob(bid) ? 0 : 1;
+    }
+    if (!st.ok() || missing) {
+      std::string why = !st.ok() ? "the snapshot's trees cannot be read: " + st.ToString()
+                                 : std::to_string(missing) + " blobs the snapshot references are not here";
+      SendError(id, p, cap::ErrorCode::kBadBlob, why, m.seq);
+      EndJob(j, "failed", why);
+      return;
+    }
+    const json& s = m.header["summary"];
+    man.time_ns = snapshot::NowNs();  // the appliance's clock, not the agent's
+    man.time = snapshot::FormatTimeNs(man.time_ns);
+    man.host = j.rec.agent;            // the enrolled name, never a claim of the agent
+    man.user = "custos-agent";
+    man.program_version = p.version;
+    man.partial = s.contains("partial") && s["partial"].is_boolean() && s["partial"].get<bool>();
+    if (s.contains("error_samples") && s["error_samples"].is_array()) {
+      for (const auto& e : s["error_samples"]) {
+        if (e.is_string() && man.error_samples.size() < 20) man.error_samples.push_back(e.get<std::string>());
+      }
+    }
+    auto summary = snapshot::SummaryFromJson(s);
+    if (!summary.ok()) {
+      SendError(id, p, cap::ErrorCode::kMalformed, summary.status().message(), m.seq);
+      EndJob(j, "failed", "the agent sent a malformed summary");
+      return;
+    }
+    snapshot::Summary& o = man.summary;
+    o = *summary;
+    o.bytes_added_stored = 0;  // the agent's view; what was stored is counted below
+    // What arrived is the appliance's own count (atime table pieces travel
+    // as data blobs: told apart here).
+    for (const Id& a : man.atimes) o.atime_blobs_added += j.received.count(a);
+    o.data_blobs_added = j.data_blobs - std::min(j.data_blobs, o.atime_blobs_added);
+    o.tree_blobs_added = j.tree_blobs;
+    o.bytes_added = j.bytes_stored;
+    o.duration_s = double(NowS() - j.rec.started);
+    auto sid = repo->SaveSnapshot(snapshot::EncodeManifest(man));
+    if (!sid.ok()) {
+      SendError(id, p, cap::ErrorCode::kInternal, "saving the snapshot failed: " + sid.status().message(), m.seq);
+      EndJob(j, "failed", "saving the snapshot failed: " + sid.status().ToString());
+      return;
+    }
+    j.rec.snapshot = sid->Hex();
+    j.rec.files = o.total_files;
+    j.rec.bytes = o.total_bytes;
+    Send(id, p, cap::Make("DONE", 0, {{"job", j.rec.id}, {"snapshot", sid->Hex()}}));
+    EndJob(j, man.partial ? "partial" : "ok", j.rejected ? std::to_string(j.rejected) + " blobs rejected" : "");
+  }
+
+  json StartBackup(const json& req) {
+    std::string agent = req.value("agent", "");
+    if (!req.contains("paths") || !req["paths"].is_array() || req["paths"].empty()) {
+      return json{{"ok", false}, {"error", "backup: no paths"}};
+    }
+    std::vector<std::string> paths;
+    for (const auto& x : req["paths"]) {
+      if (!x.is_string() || x.get<std::string>().empty() || x.get<std::string>()[0] != '/') {
+        return json{{"ok", false}, {"error", "backup: paths must be absolute"}};
+      }
+      paths.push_back(snapshot::NormalizePath(x.get<std::string>()));
+    }
+    // As the archiver records them: sorted, unique, none inside another.
+    std::sort(paths.begin(), paths.end());
+    paths.erase(std::unique(paths.begin(), paths.end()), paths.end());
+    std::vector<std::string> roots;
+    for (const auto& p : paths) {
+      bool inside = std::any_of(roots.begin(), roots.end(),
+                                [&](const std::string& r) { return r == "/" || p.rfind(r + "/", 0) == 0; });
+      if (!inside) roots.push_back(p);
+    }
+    paths = roots;
+    std::string peer_id;
+    int64_t now = NowMs();
+    for (auto& [pid, p] : peers) {
+      if (p.agent == agent && p.greeted && now - p.last_seen_ms < 3 * opts.heartbeat_ms) peer_id = pid;
+    }
+    if (peer_id.empty()) {
+      return json{{"ok", false}, {"error", "agent " + agent + " is not connected"}, {"code", "not-connected"}};
+    }
+    for (const auto& [jid, j] : jobs) {
+      if (j.rec.agent == agent) return json{{"ok", false}, {"error", "agent " + agent + " is already running job " + jid}};
+    }
+    Job j;
+    uint8_t rnd[6];
+    RandomBytes(rnd, sizeof rnd);
+    j.rec.id = "j-" + ToHex(ByteView(rnd, sizeof rnd));
+    j.rec.agent = agent;
+    j.rec.kind = "backup";
+    j.rec.state = "running";
+    j.rec.started = NowS();
+    j.peer = peer_id;
+    j.paths = paths;
+    // The host's blob set: every blob its snapshots reference.
+    auto snaps = snapshot::LoadSnapshots(*repo);
+    if (snaps.ok()) {
+      std::unordered_map<Id, uint64_t, IdHash> blobs;
+      for (const auto& s : *snaps) {
+        if (s.manifest.host != agent) continue;
+        Status st = snapshot::CollectSnapshotBlobs(*repo, s.manifest, &blobs);
+        if (!st.ok()) Log("host blob set of " + agent + ": " + st.ToString());
+      }
+      for (const auto& [bid, size] : blobs) j.host_blobs.insert(bid);
+    }
+    const auto& c = repo->config();
+    json params = {{"paths", paths},
+                   {"excludes", req.value("excludes", std::vector<std::string>{})},
+                   {"one_file_system", req.value("one_file_system", false)},
+                   {"exclude_caches", req.value("exclude_caches", false)},
+                   {"chunker",
+                    {{"key", ToHex(ByteView(repo->keys().chunker.data(), repo->keys().chunker.size()))},
+                     {"min", c.chunk_min},
+                     {"avg", c.chunk_avg},
+                     {"max", c.chunk_max}}},
+                   {"zstd_level", c.zstd_level}};
+    json logged = params;
+    logged["chunker"].erase("key");  // a secret: never in the history or the logs
+    j.rec.params = logged.dump();
+    Peer& p = peers[peer_id];
+    cap::Message msg = cap::Make("JOB", 0, {{"job", j.rec.id}, {"kind", "backup"}, {"params", params}});
+    Send(peer_id, p, msg);
+    j.job_seq = p.out_seq;
+    SaveJob(j);
+    Log("job " + j.rec.id + ": backup of " + agent + " started");
+    std::string jid = j.rec.id;
+    jobs.emplace(jid, std::move(j));
+    return json{{"ok", true}, {"job", jid}};
+  }
+
+  static json JobJson(const JobRecord& r) {
+    return json{{"id", r.id},       {"agent", r.agent},     {"kind", r.kind},   {"state", r.state},
+                {"started", r.started}, {"ended", r.ended}, {"snapshot", r.snapshot}, {"error", r.error},
+                {"files", r.files}, {"bytes", r.bytes},     {"params", json::parse(r.params, nullptr, false)}};
+  }
 
   void Send(const std::string& id, Peer& p, cap::Message m) {
     m.seq = ++p.out_seq;
@@ -164,6 +502,7 @@ struct Server::Impl {
                          m.seq);
       }
       p.greeted = true;
+      p.version = m.header["version"];
       Status st = reg->Seen(p.agent, m.header["version"], m.header["host"]);
       if (!st.ok()) Log(st.ToString());
       Log("agent " + p.agent + " connected (" + m.header["host"].get<std::string>() + ", " +
@@ -173,9 +512,19 @@ struct Server::Impl {
     }
     if (m.type == "PING") return Send(id, p, cap::Make("PONG", 0));
     if (m.type == "PONG") return;
-    if (m.header.contains("job")) {
-      return SendError(id, p, cap::ErrorCode::kUnknownJob, "no job " + m.header["job"].dump(), m.seq);
+    if (m.type == "ERROR") {
+      // An agent reporting that a job of ours failed (ref = our JOB message).
+      uint64_t ref = m.header["ref"];
+      for (auto& [jid, j] : jobs) {
+        if (j.peer == id && j.job_seq == ref) {
+          EndJob(j, "failed", "agent: " + m.header["reason"].get<std::string>());
+          return;
+        }
+      }
+      Log("agent " + p.agent + " reports error " + m.header["code"].dump() + ": " + m.header["reason"].get<std::string>());
+      return;
     }
+    if (m.header.contains("job")) return HandleJobMessage(id, p, m);
     SendError(id, p, cap::ErrorCode::kOutOfOrder, m.type + " is not expected now", m.seq);
   }
 
@@ -222,8 +571,10 @@ struct Server::Impl {
                               {"public_key", a.public_key}});
       }
     }
+    json running = json::array();
+    for (const auto& [jid, j] : jobs) running.push_back(JobJson(j.rec));
     return json{{"ok", true}, {"version", kCustosVersion}, {"endpoint", bound}, {"appliance_key", public_z85},
-                {"agents", agents}, {"jobs", json::array()}};
+                {"agents", agents}, {"jobs", running}};
   }
 
   json HandleControlRequest(const std::string& text) {
@@ -234,6 +585,25 @@ struct Server::Impl {
     std::string cmd = req["cmd"];
     std::string name = req.value("name", "");
     if (cmd == "status") return StatusJson();
+    if (cmd == "backup") return StartBackup(req);
+    if (cmd == "job") {
+      std::string jid = req.value("job", "");
+      if (auto it = jobs.find(jid); it != jobs.end()) return json{{"ok", true}, {"job", JobJson(it->second.rec)}};
+      auto hist = reg->Jobs(1000);
+      if (hist.ok()) {
+        for (const auto& r : *hist) {
+          if (r.id == jid) return json{{"ok", true}, {"job", JobJson(r)}};
+        }
+      }
+      return json{{"ok", false}, {"error", "no job " + jid}};
+    }
+    if (cmd == "jobs") {
+      auto hist = reg->Jobs(req.value("limit", 100));
+      if (!hist.ok()) return json{{"ok", false}, {"error", hist.status().message()}};
+      json out = json::array();
+      for (const auto& r : *hist) out.push_back(JobJson(r));
+      return json{{"ok", true}, {"jobs", out}};
+    }
     if (cmd == "agent-add") {
       auto secret = reg->AddAgent(name);
       if (!secret.ok()) return json{{"ok", false}, {"error", secret.status().message()}};
@@ -299,6 +669,7 @@ Result<std::unique_ptr<Server>> Server::Start(const ServerOptions& options) {
     RETURN_IF_ERROR(WriteFileAtomic(key_path, AsBytes(text), 0600, Overwrite::kNo));
   }
   ASSIGN_OR_RETURN(impl->reg, Registry::Open(dir + "/registry.db"));
+  ASSIGN_OR_RETURN(impl->repo, OpenRepository(options));
   try {
     impl->zap.bind("inproc://zeromq.zap.01");
     impl->router.set(zmq::sockopt::curve_server, 1);
@@ -340,7 +711,15 @@ Status Server::Run() {
     // and greets again).
     int64_t now = NowMs();
     for (auto it = s.peers.begin(); it != s.peers.end();) {
-      it = now - it->second.last_seen_ms > 3 * s.opts.heartbeat_ms ? s.peers.erase(it) : std::next(it);
+      if (now - it->second.last_seen_ms > 3 * s.opts.heartbeat_ms) {
+        for (auto jt = s.jobs.begin(); jt != s.jobs.end();) {
+          Job& j = (jt++)->second;  // EndJob erases it
+          if (j.peer == it->first) s.EndJob(j, "failed", "the agent went silent during the job");
+        }
+        it = s.peers.erase(it);
+      } else {
+        ++it;
+      }
     }
   }
   ::unlink((s.opts.data_dir + "/control.sock").c_str());

@@ -4,9 +4,10 @@
 // numbers, heartbeats, error replies) and the control socket through which
 // the local CLI manages agents and reads status.
 //
-// What exists so far (issue 5, first part): enrolment, greeting,
-// heartbeats, revocation at the next message, status. Backup and restore
-// jobs over CAP are not built yet.
+// Jobs: `backup` jobs run on an agent (JOB, HAVE/LACK, BLOB, COMMIT; each
+// blob's SHA-256 checked before it is sealed and stored, the snapshot
+// stamped with the agent's enrolled name and the appliance's clock).
+// Restore jobs over CAP are not built yet.
 //
 // Thread-safety: Run() on one thread; Stop() from any thread or a signal
 // handler (it only stores an atomic).
@@ -24,6 +25,14 @@ struct ServerOptions {
   std::string data_dir;                       // created 0700; holds keys, registry, control socket
   std::string listen = "tcp://127.0.0.1:7468";
   int heartbeat_ms = 5000;
+  // The repository custosd owns (writer lock held while it runs). Empty:
+  // DATA_DIR/repository, created on first start with a random passphrase
+  // in DATA_DIR/repository.pass (0600) and the recovery key in
+  // DATA_DIR/recovery-key.txt (0600: store it offline, then delete it).
+  std::string repository;
+  std::string password_file;  // empty: DATA_DIR/repository.pass
+  // Argon2id cost for a repository created on first start (0: default).
+  uint32_t kdf_ops = 0, kdf_mib = 0;
 };
 
 // Where the CLI finds the daemon: ipc://DATA_DIR/control.sock.

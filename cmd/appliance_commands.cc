@@ -3,9 +3,13 @@
 // talk to it).
 #include <nlohmann/json.hpp>
 
+#include <chrono>
 #include <cstdio>
 #include <ctime>
 #include <iostream>
+#include <thread>
+
+#include "base/bytes.h"
 
 #include "appliance/server.h"
 #include "cmd/cli_util.h"
@@ -56,6 +60,51 @@ void PrintAgents(const json& agents) {
 }
 
 }  // namespace
+
+int RemoteBackup(const Globals& g, const std::string& agent, const std::vector<std::string>& paths,
+                 const std::vector<std::string>& excludes, bool exclude_caches, bool one_file_system) {
+  int rc = 0;
+  auto started = Control(g, json{{"cmd", "backup"}, {"agent", agent}, {"paths", paths}, {"excludes", excludes},
+                                 {"exclude_caches", exclude_caches}, {"one_file_system", one_file_system}},
+                         rc);
+  if (!started) return rc;
+  std::string job = (*started)["job"];
+  bool tty = StderrIsTty() && !g.quiet && !g.json;
+  if (!g.quiet && !g.json) std::fprintf(stderr, "job %s: backup of %s started\n", job.c_str(), agent.c_str());
+  json j;
+  for (;;) {
+    auto reply = Control(g, json{{"cmd", "job"}, {"job", job}}, rc);
+    if (!reply) return rc;
+    j = (*reply)["job"];
+    std::string state = j.value("state", "");
+    if (state != "running") break;
+    if (tty) {
+      std::fprintf(stderr, "\r\033[K%llu files, %s", (unsigned long long)j.value("files", uint64_t(0)),
+                   HumanBytes(j.value("bytes", uint64_t(0))).c_str());
+    } else if (g.json) {
+      std::cout << json{{"message_type", "status"}, {"job", job}, {"files_done", j.value("files", uint64_t(0))},
+                        {"bytes_done", j.value("bytes", uint64_t(0))}}
+                       .dump()
+                << std::endl;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  }
+  if (tty) std::fprintf(stderr, "\r\033[K");
+  std::string state = j.value("state", "");
+  if (g.json) {
+    j["message_type"] = "summary";
+    std::cout << j.dump(-1, ' ', false, json::error_handler_t::replace) << std::endl;
+  } else if (!g.quiet && (state == "ok" || state == "partial")) {
+    std::printf("processed %llu files, %s\n", (unsigned long long)j.value("files", uint64_t(0)),
+                HumanBytes(j.value("bytes", uint64_t(0))).c_str());
+    std::printf("snapshot %s saved on the appliance%s\n", j.value("snapshot", "").substr(0, 8).c_str(),
+                state == "partial" ? " (partial: some items could not be read)" : "");
+  }
+  if (state == "ok") return 0;
+  if (state == "partial") return kExitPartial;
+  if (!g.json) PrintError("backup job " + job + " " + state + ": " + j.value("error", ""));
+  return kExitError;
+}
 
 void AddApplianceCommands(CLI::App& app, Globals& g, int& rc) {
   auto* agent = app.add_subcommand("agent", "Enrol, list and revoke the agents of the appliance (custosd)");

@@ -50,6 +50,10 @@ void AddSnapshotCommands(CLI::App& app, Globals& g, int& rc);
 void AddRestoreCommands(CLI::App& app, Globals& g, int& rc);
 // agent add|list|revoke, status (through custosd's control socket)
 void AddApplianceCommands(CLI::App& app, Globals& g, int& rc);
+// `custos backup --agent NAME PATH...`: starts the job on the appliance and
+// follows it to the end. Returns the exit code.
+int RemoteBackup(const Globals& g, const std::string& agent, const std::vector<std::string>& paths,
+                 const std::vector<std::string>& excludes, bool exclude_caches, bool one_file_system);
 // dump, export
 void AddExportCommands(CLI::App& app, Globals& g, int& rc);
 // reports, drill

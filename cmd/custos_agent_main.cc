@@ -7,6 +7,7 @@
 #include <iostream>
 
 #include "agent/agent.h"
+#include "base/crypto.h"
 #include "cmd/cli_util.h"
 #include "cmd/common.h"
 
@@ -22,6 +23,7 @@ void OnSignal(int) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  CryptoInit();
   CLI::App app{"custos-agent: the Custos agent that runs on each office server"};
   app.footer(R"(
 The agent dials the appliance (it listens on no port), authenticates with its

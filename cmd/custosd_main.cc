@@ -6,6 +6,7 @@
 #include <cstdio>
 
 #include "appliance/server.h"
+#include "base/crypto.h"
 #include "cmd/cli_util.h"
 #include "cmd/common.h"
 
@@ -21,19 +22,28 @@ void OnSignal(int) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  CryptoInit();
   CLI::App app{"custosd: the Custos appliance daemon"};
   app.footer(R"(
 custosd owns the repository and coordinates the agents. With no config it
 serves on loopback (tcp://127.0.0.1:7468) with its data under
 $CUSTOS_DATA_DIR or ~/.local/share/custos/appliance: the data directory holds
 the appliance's CURVE key pair (appliance.key), the agent registry
-(registry.db, SQLite) and the control socket the custos CLI talks to
-(control.sock; the directory is mode 0700, so only its owner can).
+(registry.db, SQLite: agents and job history), the control socket the custos
+CLI talks to (control.sock; the directory is mode 0700, so only its owner
+can) and, unless the config names another, the repository (repository/).
+On first start custosd creates that repository with a random passphrase in
+repository.pass and writes its recovery key to recovery-key.txt (both 0600):
+store the recovery key offline, then delete the file. custosd holds the
+repository's writer lock while it runs; the custos CLI can read it (restore,
+ls, check) with --repo DATA/repository --password-file DATA/repository.pass.
 
 CONFIG (TOML; every key optional, flags override):
   data_dir = "/var/lib/custos"
   listen = "tcp://0.0.0.0:7468"
   heartbeat_ms = 5000
+  repository = "/srv/custos/repository"      # default: DATA_DIR/repository
+  password_file = "/etc/custos/repository.pass"  # default: DATA_DIR/repository.pass
 
 SIGINT and SIGTERM stop it cleanly. Exit codes: 0 stopped, 1 error,
 2 usage, 11 another custosd serves this data directory.)");
@@ -57,8 +67,10 @@ SIGINT and SIGTERM stop it cleanly. Exit codes: 0 stopped, 1 error,
       if (auto v = t["data_dir"].value<std::string>()) o.data_dir = *v;
       if (auto v = t["listen"].value<std::string>()) o.listen = *v;
       if (auto v = t["heartbeat_ms"].value<int64_t>()) o.heartbeat_ms = int(*v);
+      if (auto v = t["repository"].value<std::string>()) o.repository = *v;
+      if (auto v = t["password_file"].value<std::string>()) o.password_file = *v;
       for (auto&& [k, v] : t) {
-        if (k != "data_dir" && k != "listen" && k != "heartbeat_ms") {
+        if (k != "data_dir" && k != "listen" && k != "heartbeat_ms" && k != "repository" && k != "password_file") {
           std::fprintf(stderr, "custosd: %s: unknown key '%s'\n", config.c_str(), std::string(k.str()).c_str());
           return cli::kExitUsage;
         }

@@ -149,9 +149,12 @@ EXAMPLES
   custos backup /etc /srv --exclude '*.log' --tag nightly
   custos backup --json /home | tail -1)");
   static std::vector<std::string> paths, excludes, exclude_files, tags;
-  static std::string host, parent;
+  static std::string host, parent, agent;
   static bool exclude_caches = false, one_fs = false, force = false;
   static int readers = 0;
+  backup->add_option("--agent", agent,
+                     "Back up on this enrolled agent's server, through the appliance (custosd must run; "
+                     "the snapshot's host is the agent's name)");
   backup->add_option("PATH", paths, "Files or directories to back up")->required();
   backup->add_option("-e,--exclude", excludes, "Exclude paths matching PATTERN (repeatable)");
   backup->add_option("--exclude-file", exclude_files, "Read exclude patterns from FILE, one per line (repeatable)");
@@ -170,6 +173,23 @@ EXAMPLES
       auto pats = ReadPatternFile(f);
       if (!pats.ok()) { rc = Fail(pats.status()); return; }
       o.excludes.insert(o.excludes.end(), pats->begin(), pats->end());
+    }
+    if (!agent.empty()) {
+      if (!tags.empty() || !host.empty() || !parent.empty() || force || readers) {
+        rc = Fail(InvalidArgumentError("backup --agent: --tag, --host, --parent, --force and --readers are not "
+                                       "available through the appliance"),
+                  kExitUsage);
+        return;
+      }
+      for (const auto& p : paths) {
+        if (p.empty() || p[0] != '/') {
+          rc = Fail(InvalidArgumentError("backup --agent: paths on the agent's server must be absolute: " + p),
+                    kExitUsage);
+          return;
+        }
+      }
+      rc = RemoteBackup(g, agent, paths, o.excludes, exclude_caches, one_fs);
+      return;
     }
     o.exclude_caches = exclude_caches;
     o.one_file_system = one_fs;

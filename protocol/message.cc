@@ -61,7 +61,7 @@ const std::map<std::string, Command, std::less<>>& Commands() {
       {"COMMIT",
        {D::kAgentToAppliance,
         0,
-        {{"job", K::kString}, {"tree", K::kId}, {"paths", K::kStringArray}, {"summary", K::kObject}}}},
+        {{"job", K::kString}, {"tree", K::kId}, {"atimes", K::kIdArray}, {"paths", K::kStringArray}, {"summary", K::kObject}}}},
       {"DONE", {D::kApplianceToAgent, 0, {{"job", K::kString}, {"snapshot", K::kId}}}},
       {"FILE", {D::kApplianceToAgent, 0, {{"job", K::kString}, {"path", K::kString}, {"node", K::kObject}}}},
       {"DATA", {D::kApplianceToAgent, 1, {{"job", K::kString}, {"offset", K::kUint}}}},

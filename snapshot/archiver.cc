@@ -27,6 +27,7 @@
 #include "base/file_util.h"
 #include "snapshot/atimes.h"
 #include "snapshot/chunker.h"
+#include "snapshot/target.h"
 #include "snapshot/tree.h"
 #include "storage/blob.h"
 
@@ -288,11 +289,10 @@ std::string Join(const std::string& dir, const std::string& name) {
 
 class Archiver {
  public:
-  Archiver(Repository& repo, const BackupOptions& o)
-      : repo_(repo),
+  Archiver(BackupTarget& target, const BackupOptions& o)
+      : target_(target),
         opts_(o),
-        chunker_(repo.keys().chunker,
-                 ChunkerParams{repo.config().chunk_min, repo.config().chunk_avg, repo.config().chunk_max}),
+        chunker_(target.chunker_key(), target.chunker_params()),
         files_(kMaxFileJobs, SIZE_MAX),
         encode_(1024, kMaxEncodeBytes) {}
 
@@ -324,7 +324,7 @@ class Archiver {
   void Scan(int dfd, const std::string& path, const VDir* v, dev_t root_dev, int depth);
   BackupProgress Snapshot() const;
 
-  Repository& repo_;
+  BackupTarget& target_;
   BackupOptions opts_;
   Chunker chunker_;
   NameCache names_;
@@ -392,15 +392,11 @@ bool Archiver::ClaimChunk(const Id& id) {
     std::lock_guard<std::mutex> g(seen_mu_);
     if (!seen_.insert(id).second) return false;
   }
-  return !repo_.KnowsBlob(id);
+  return !target_.Knows(id);
 }
 
 std::optional<Tree> Archiver::LoadTree(const Id& id) {
-  auto blob = repo_.ReadBlob(id);
-  if (!blob.ok()) return std::nullopt;  // the parent is only a cache: read everything instead
-  auto tree = DecodeTree(*blob);
-  if (!tree.ok()) return std::nullopt;
-  return std::move(tree).value();
+  return target_.ReadTree(id);  // nullopt: the parent is only a cache, read everything instead
 }
 
 void Archiver::Prefetch(const std::shared_ptr<Fd>& parent, const std::string& name) {
@@ -453,9 +449,8 @@ void Archiver::Finish(DirState* d) {
   Id id = Sha256(blob);
   atimes_.Add(id, std::move(atimes));
   if (ClaimChunk(id)) {
-    auto encoded = storage::EncodeBlob(repo_.keys().data, BlobType::kTree, blob, id, repo_.config().zstd_level);
-    size_t stored = encoded.box.size();
-    auto added = repo_.AddEncodedBlob(std::move(encoded));
+    uint64_t stored = 0;
+    auto added = target_.Put(BlobType::kTree, id, blob, &stored);
     if (!added.ok()) Fatal(added.status());
     else if (*added) {
       ++tree_blobs_;
@@ -622,7 +617,7 @@ void Archiver::HandleEntry(const std::shared_ptr<Fd>& dfd, const std::string& di
     if (opts_.use_parent && pn && pn->type == NodeType::kFile && pn->size == n.size && pn->mtime == n.mtime &&
         pn->ctime == n.ctime && pn->inode == n.inode && (pn->flags & (kFlagChangedWhileRead | kFlagReadError)) == 0) {
       bool all_known = std::all_of(pn->content.begin(), pn->content.end(),
-                                   [&](const ChunkRef& c) { return repo_.KnowsBlob(c.id); });
+                                   [&](const ChunkRef& c) { return target_.Knows(c.id); });
       if (all_known) {
         // Changing an xattr or ACL changes ctime: with ctime equal, the
         // parent's xattrs are current and need no syscall.
@@ -824,14 +819,11 @@ void Archiver::ReaderLoop() {
 
 void Archiver::EncoderLoop() {
   EncodeJob job;
-  const Key32& key = repo_.keys().data;
-  int level = repo_.config().zstd_level;
   while (encode_.Pop(&job)) {
     if (failed()) continue;
-    auto blob = storage::EncodeBlob(key, BlobType::kData, ByteView(job.data.get(), job.size), job.id, level);
+    uint64_t stored = 0;
+    auto added = target_.Put(BlobType::kData, job.id, ByteView(job.data.get(), job.size), &stored);
     job.data.reset();
-    size_t stored = blob.box.size();
-    auto added = repo_.AddEncodedBlob(std::move(blob));
     if (!added.ok()) {
       Fatal(added.status());
     } else if (*added) {
@@ -899,7 +891,7 @@ BackupProgress Archiver::Snapshot() const {
 Result<BackupResult> Archiver::Run() {
   start_ = std::chrono::steady_clock::now();
   if (opts_.paths.empty()) return InvalidArgumentError("backup: no paths given");
-  if (!repo_.HasWriterLock()) return InvalidArgumentError("backup: the repository writer lock is not held");
+  RETURN_IF_ERROR(target_.Ready());
   // Raise the descriptor limit: the walker holds one per directory level
   // plus one per queued file's directory.
   rlimit rl;
@@ -946,26 +938,11 @@ Result<BackupResult> Archiver::Run() {
   std::optional<Tree> parent_root;
   std::optional<Summary> parent_summary;
   if (opts_.use_parent) {
-    if (!parent) {
-      auto all = LoadSnapshots(repo_);
-      if (all.ok()) {
-        SnapshotFilter f;
-        f.host = host;
-        f.paths = roots;
-        for (auto it = all->rbegin(); it != all->rend(); ++it) {
-          if (Matches(it->manifest, f)) {
-            parent = it->id;
-            break;
-          }
-        }
-      }
-    }
-    if (parent) {
-      auto payload = repo_.LoadSnapshot(*parent);
-      if (!payload.ok()) return payload.status().Annotate("parent snapshot");
-      ASSIGN_OR_RETURN(Manifest pm, DecodeManifest(*payload));
-      parent_root = LoadTree(pm.tree);
-      parent_summary = pm.summary;
+    ASSIGN_OR_RETURN(std::optional<SnapshotInfo> p, target_.FindParent(opts_.parent, host, roots));
+    if (p) {
+      parent = p->id;
+      parent_root = LoadTree(p->manifest.tree);
+      parent_summary = p->manifest.summary;
     }
   }
 
@@ -974,7 +951,8 @@ Result<BackupResult> Archiver::Run() {
     Bytes empty = EncodeTree(Tree{});
     empty_tree_ = Sha256(empty);
     if (ClaimChunk(empty_tree_)) {
-      auto added = repo_.AddBlob(BlobType::kTree, empty);
+      uint64_t stored = 0;
+      auto added = target_.Put(BlobType::kTree, empty_tree_, empty, &stored);
       if (!added.ok()) return added.status();
     }
   }
@@ -1060,7 +1038,7 @@ Result<BackupResult> Archiver::Run() {
   {
     Bytes table = atimes_.Encode();
     AddedBlobs added;
-    ASSIGN_OR_RETURN(m.atimes, StoreAtimes(repo_, chunker_, table, &added));
+    ASSIGN_OR_RETURN(m.atimes, StoreAtimes(target_, chunker_, table, &added));
     atime_blobs_ = added.blobs;
     bytes_added_ += added.bytes;
     bytes_stored_ += added.stored;
@@ -1096,7 +1074,7 @@ Result<BackupResult> Archiver::Run() {
     return NotFoundError("backup: nothing could be read: " + result.errors.front());
   }
   s.duration_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
-  ASSIGN_OR_RETURN(Id id, repo_.SaveSnapshot(EncodeManifest(m)));
+  ASSIGN_OR_RETURN(Id id, target_.Commit(&m));
   result.snapshot_id = id;
   result.manifest = std::move(m);
   return result;
@@ -1104,9 +1082,14 @@ Result<BackupResult> Archiver::Run() {
 
 }  // namespace
 
-Result<BackupResult> Backup(storage::Repository& repo, const BackupOptions& options) {
-  Archiver a(repo, options);
+Result<BackupResult> Backup(BackupTarget& target, const BackupOptions& options) {
+  Archiver a(target, options);
   return a.Run();
+}
+
+Result<BackupResult> Backup(storage::Repository& repo, const BackupOptions& options) {
+  LocalTarget target(repo);
+  return Backup(target, options);
 }
 
 }  // namespace custos::snapshot

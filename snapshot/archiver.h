@@ -61,8 +61,11 @@ struct BackupResult {
   std::vector<std::string> warnings;  // e.g. files that changed while read
 };
 
-// Needs the repository's writer lock. Returns an error only when no
-// snapshot could be made (repository failure, or no path could be read).
+class BackupTarget;
+// Backs up into `target` (snapshot/target.h). Returns an error only when no
+// snapshot could be made (target failure, or no path could be read).
+Result<BackupResult> Backup(BackupTarget& target, const BackupOptions& options);
+// Into a local repository; needs its writer lock.
 Result<BackupResult> Backup(storage::Repository& repo, const BackupOptions& options);
 
 // Turns a path argument into an absolute, lexically normalised path

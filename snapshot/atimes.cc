@@ -4,6 +4,7 @@
 
 #include "snapshot/chunker.h"
 #include "snapshot/manifest.h"
+#include "snapshot/target.h"
 
 namespace custos::snapshot {
 namespace {
@@ -166,7 +167,7 @@ Bytes AtimeTable::Encode() const {
   return EncodeTable(trees);
 }
 
-Result<std::vector<Id>> StoreAtimes(storage::Repository& repo, const Chunker& chunker, ByteView table,
+Result<std::vector<Id>> StoreAtimes(BackupTarget& target, const Chunker& chunker, ByteView table,
                                     AddedBlobs* added) {
   std::vector<Id> ids;
   size_t pos = 0;
@@ -174,9 +175,8 @@ Result<std::vector<Id>> StoreAtimes(storage::Repository& repo, const Chunker& ch
     size_t n = chunker.FindCut(table.data() + pos, table.size() - pos, true);
     ByteView piece = table.subspan(pos, n);
     Id id = Sha256(piece);
-    auto encoded = storage::EncodeBlob(repo.keys().data, storage::BlobType::kData, piece, id, repo.config().zstd_level);
-    size_t stored = encoded.box.size();
-    ASSIGN_OR_RETURN(bool fresh, repo.AddEncodedBlob(std::move(encoded)));
+    uint64_t stored = 0;
+    ASSIGN_OR_RETURN(bool fresh, target.Put(storage::BlobType::kData, id, piece, &stored));
     if (fresh) {
       ++added->blobs;
       added->bytes += piece.size();

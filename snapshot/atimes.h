@@ -34,6 +34,7 @@ namespace custos::snapshot {
 
 struct Manifest;
 class Chunker;
+class BackupTarget;
 
 class AtimeTable {
  public:
@@ -77,7 +78,7 @@ class AtimeCollector {
 struct AddedBlobs {
   uint64_t blobs = 0, bytes = 0, stored = 0;  // count, plaintext and stored bytes
 };
-Result<std::vector<Id>> StoreAtimes(storage::Repository& repo, const Chunker& chunker, ByteView table,
+Result<std::vector<Id>> StoreAtimes(BackupTarget& target, const Chunker& chunker, ByteView table,
                                     AddedBlobs* added);
 
 // The snapshot's table, or nullptr for a snapshot without one (its trees

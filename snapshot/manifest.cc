@@ -75,8 +75,13 @@ Bytes EncodeManifest(const Manifest& m) {
             {"partial", m.partial},
             {"errors", m.error_samples},
             {"program_version", m.program_version},
-            {"summary",
-             {{"files_new", s.files_new},
+            {"summary", SummaryToJson(m.summary)}};
+  std::string text = j.dump(-1, ' ', false, json::error_handler_t::replace);
+  return Bytes(text.begin(), text.end());
+}
+
+json SummaryToJson(const Summary& s) {
+  return json{{"files_new", s.files_new},
               {"files_changed", s.files_changed},
               {"files_unmodified", s.files_unmodified},
               {"dirs", s.dirs},
@@ -91,9 +96,35 @@ Bytes EncodeManifest(const Manifest& m) {
               {"total_bytes", s.total_bytes},
               {"files_changed_during_read", s.files_changed_during_read},
               {"errors", s.errors},
-              {"duration_s", s.duration_s}}}};
-  std::string text = j.dump(-1, ' ', false, json::error_handler_t::replace);
-  return Bytes(text.begin(), text.end());
+              {"duration_s", s.duration_s}};
+}
+
+Result<Summary> SummaryFromJson(const json& s) {
+  if (!s.is_object()) return CorruptionError("snapshot summary: not an object");
+  try {
+    Summary o;
+    o.files_new = Count(s, "files_new");
+    o.files_changed = Count(s, "files_changed");
+    o.files_unmodified = Count(s, "files_unmodified");
+    o.dirs = Count(s, "dirs");
+    o.other_nodes = Count(s, "other_nodes");
+    o.data_blobs_added = Count(s, "data_blobs_added");
+    o.tree_blobs_added = Count(s, "tree_blobs_added");
+    o.atime_blobs_added = Count(s, "atime_blobs_added");
+    o.bytes_read = Count(s, "bytes_read");
+    o.bytes_added = Count(s, "bytes_added");
+    o.bytes_added_stored = Count(s, "bytes_added_stored");
+    o.total_files = Count(s, "total_files");
+    o.total_bytes = Count(s, "total_bytes");
+    o.files_changed_during_read = Count(s, "files_changed_during_read");
+    o.errors = Count(s, "errors");
+    auto d = s.find("duration_s");
+    if (d != s.end() && !d->is_number()) return CorruptionError("snapshot summary: duration_s is not a number");
+    o.duration_s = d != s.end() ? d->get<double>() : 0.0;
+    return o;
+  } catch (const std::exception& e) {
+    return CorruptionError(std::string("snapshot summary: ") + e.what());
+  }
 }
 
 Result<Manifest> DecodeManifest(ByteView payload) {
@@ -129,24 +160,9 @@ Result<Manifest> DecodeManifest(ByteView payload) {
     m.error_samples = j.value("errors", std::vector<std::string>{});
     m.program_version = j.value("program_version", "");
     if (j.contains("summary")) {
-      const json& s = j.at("summary");
-      Summary& o = m.summary;
-      o.files_new = Count(s, "files_new");
-      o.files_changed = Count(s, "files_changed");
-      o.files_unmodified = Count(s, "files_unmodified");
-      o.dirs = Count(s, "dirs");
-      o.other_nodes = Count(s, "other_nodes");
-      o.data_blobs_added = Count(s, "data_blobs_added");
-      o.tree_blobs_added = Count(s, "tree_blobs_added");
-      o.atime_blobs_added = Count(s, "atime_blobs_added");
-      o.bytes_read = Count(s, "bytes_read");
-      o.bytes_added = Count(s, "bytes_added");
-      o.bytes_added_stored = Count(s, "bytes_added_stored");
-      o.total_files = Count(s, "total_files");
-      o.total_bytes = Count(s, "total_bytes");
-      o.files_changed_during_read = Count(s, "files_changed_during_read");
-      o.errors = Count(s, "errors");
-      o.duration_s = s.value("duration_s", 0.0);
+      auto summary = SummaryFromJson(j.at("summary"));
+      if (!summary.ok()) return summary.status();
+      m.summary = *summary;
     }
     return m;
   } catch (const std::exception& e) {

@@ -4,6 +4,8 @@
 // Thread-safety: values and pure functions; Find* read the repository.
 #pragma once
 
+#include <nlohmann/json_fwd.hpp>
+
 #include <optional>
 #include <string>
 #include <vector>
@@ -48,6 +50,10 @@ struct Manifest {
 };
 
 Bytes EncodeManifest(const Manifest& m);
+// The summary as the manifest's JSON object, and back (Corruption for a
+// count of the wrong type; missing counts are 0).
+nlohmann::json SummaryToJson(const Summary& s);
+Result<Summary> SummaryFromJson(const nlohmann::json& s);
 Result<Manifest> DecodeManifest(ByteView payload);
 
 struct SnapshotInfo {

@@ -69,6 +69,33 @@ EncodedBlob EncodeBlob(const Key32& data_key, BlobType type, ByteView plaintext,
   return out;
 }
 
+bool ZstdCompress(ByteView plaintext, int zstd_level, Bytes* out) {
+  out->clear();
+  if (zstd_level <= 0 || plaintext.size() < kMinCompressSize) return false;
+  thread_local std::unique_ptr<ZSTD_CCtx, CCtxFree> cctx(ZSTD_createCCtx());
+  out->resize(ZSTD_compressBound(plaintext.size()));
+  size_t n = ZSTD_compressCCtx(cctx.get(), out->data(), out->size(), plaintext.data(), plaintext.size(), zstd_level);
+  if (ZSTD_isError(n) || n >= plaintext.size() - plaintext.size() / 32) {
+    out->clear();
+    return false;
+  }
+  out->resize(n);
+  return true;
+}
+
+Result<Bytes> ZstdDecompress(ByteView frame, size_t size) {
+  if (size > kMaxBlobSize) return CorruptionError("zstd: declared size too large");
+  unsigned long long declared = ZSTD_getFrameContentSize(frame.data(), frame.size());
+  if (declared == ZSTD_CONTENTSIZE_ERROR || declared == ZSTD_CONTENTSIZE_UNKNOWN || declared != size) {
+    return CorruptionError("zstd: bad frame header or size");
+  }
+  thread_local std::unique_ptr<ZSTD_DCtx, DCtxFree> dctx(ZSTD_createDCtx());
+  Bytes plain(size);
+  size_t n = ZSTD_decompressDCtx(dctx.get(), plain.data(), plain.size(), frame.data(), frame.size());
+  if (ZSTD_isError(n) || n != size) return CorruptionError("zstd: does not decompress");
+  return plain;
+}
+
 Result<Bytes> DecodeBlob(const Key32& data_key, const PackEntry& entry, ByteView box) {
   auto opened = Open(data_key, box, BlobAd(entry));
   if (!opened.ok()) return opened.status().Annotate("blob " + entry.id.Hex());

@@ -42,6 +42,14 @@ EncodedBlob EncodeBlob(const Key32& data_key, BlobType type, ByteView plaintext,
                        int zstd_level);
 EncodedBlob EncodeBlob(const Key32& data_key, BlobType type, ByteView plaintext, int zstd_level);
 
+// Plain zstd for blobs on the wire (CAP/1 BLOB payloads), with the policy
+// of EncodeBlob: compressed only when that saves at least 1/32. Returns
+// whether *out holds a zstd frame (else it is empty: send the plaintext).
+bool ZstdCompress(ByteView plaintext, int zstd_level, Bytes* out);
+// Corruption unless `frame` is one zstd frame that decompresses to exactly
+// `size` bytes (at most kMaxBlobSize).
+Result<Bytes> ZstdDecompress(ByteView frame, size_t size);
+
 // Opens, decompresses and hashes a stored blob. The box is authenticated
 // with id, type and compression as associated data; raw_length is checked
 // unless it is kUnknownRawLength (the in-memory index does not keep it).

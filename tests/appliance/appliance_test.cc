@@ -18,72 +18,15 @@
 #include <thread>
 
 #include "appliance/registry.h"
+#include "tests/appliance/appliance_fixture.h"
 #include "tests/cli/cli_fixture.h"
 #include "tests/test_util.h"
 
 using nlohmann::json;
 using namespace custos;
 using namespace custos::clitest;
+using namespace custos::appliancetest;
 
-namespace {
-
-const std::string kBin = std::string(CUSTOS_BINARY).substr(0, std::string(CUSTOS_BINARY).rfind('/'));
-
-// A program started in the background with its stdout and stderr in files.
-struct Proc {
-  pid_t pid = -1;
-  std::string out, err;
-  Proc(const std::string& cmd, const std::string& dir, const std::string& tag)
-      : out(dir + "/" + tag + ".out"), err(dir + "/" + tag + ".err") {
-    pid = ::fork();
-    if (pid == 0) {
-      ::execl("/bin/sh", "sh", "-c", ("exec " + cmd + " >" + out + " 2>" + err).c_str(), nullptr);
-      ::_exit(127);
-    }
-  }
-  int Stop(int sig = SIGTERM) {
-    if (pid <= 0) return -1;
-    ::kill(pid, sig);
-    return Wait();
-  }
-  int Wait() {
-    int st = 0;
-    ::waitpid(pid, &st, 0);
-    pid = -1;
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-  }
-  bool Exited(int* code) {
-    int st = 0;
-    if (::waitpid(pid, &st, WNOHANG) != pid) return false;
-    pid = -1;
-    *code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-    return true;
-  }
-  ~Proc() {
-    if (pid > 0) Stop(SIGKILL);
-  }
-};
-
-std::string Slurp(const std::string& path) {
-  std::ifstream f(path);
-  return std::string(std::istreambuf_iterator<char>(f), {});
-}
-
-// Waits until `pred` holds (up to 10 s).
-template <typename F>
-bool Eventually(F pred) {
-  for (int i = 0; i < 200; ++i) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  return false;
-}
-
-RunResult Cli(const std::string& data, const std::string& args) {
-  return test::Run("env -u CUSTOS_DATA_DIR " + kBin + "/custos --data-dir " + Q(data) + " " + args);
-}
-
-}  // namespace
 
 TEST_CASE("registry: tokens enrol once, before they expire, and revocation is final", "[appliance]") {
   test::TempDir dir;

@@ -9,7 +9,10 @@ token from `custos agent add`; HELLO first (409 otherwise); WELCOME; PING and
 PONG; malformed JSON, unknown commands and fields, wrong field types, a
 command of the other side (403), replayed and skipped sequence numbers,
 oversized headers (413), a wrong version frame; a client with the wrong
-appliance key gets nothing; a revoked agent is refused at its next message;
+appliance key gets nothing; a backup job driven by hand (blobs that do not
+hash to their ID, do not decompress or are not trees are rejected with 422
+and never stored, HAVE is answered from this agent's blobs only, a COMMIT of
+a tree that never arrived is refused and the operator's command fails); a revoked agent is refused at its next message;
 and after all that the daemon still serves everyone (status, a fresh
 session). Exits 0 when every check passed, 1 with the failed checks.
 """
@@ -169,6 +172,53 @@ def main():
         b = Client(ctx, endpoint, server_key, keys)
         b.send("HELLO", {"protocol": 1, "version": "py", "host": "py", "os": "linux", "resume": []})
         check((b.recv() or {}).get("type") == "WELCOME", "a fresh session of py01 is welcomed")
+        # 5b. A backup job (section 5.1) driven by hand: poisoned blobs are
+        # rejected, HAVE is answered from this agent's own blobs only, and a
+        # COMMIT of a tree that never arrived is refused.
+        job_cli = subprocess.Popen([CUSTOS, "backup", "--agent", "py01", "/srv/x"], env=env,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        job = b.recv(10000)
+        check(job is not None and job.get("type") == "JOB" and job.get("kind") == "backup"
+              and job["params"]["paths"] == ["/srv/x"] and len(job["params"]["chunker"]["key"]) == 64,
+              "custos backup --agent py01 sends JOB {kind: backup, params: paths, chunker}")
+        jid = (job or {}).get("job", "none")
+        b.send("ACCEPT", {"job": jid})
+        import hashlib
+        hid = hashlib.sha256(b"hello").hexdigest()
+        b.send("HAVE", {"job": jid, "ids": [hid]})
+        r = b.recv()
+        check(r is not None and r.get("type") == "LACK" and r.get("ids") == [hid], "HAVE -> LACK for a new blob")
+        b.send("BLOB", {"job": jid, "id": hid, "kind": "data", "compression": "none", "size": 5}, [b"hellx"])
+        r = b.recv()
+        check(is_error(r, 422), "a blob whose content does not hash to its ID: 422")
+        # A rejected blob's bytes are granted back (section 6), after the error.
+        r = b.recv()
+        check(r is not None and r.get("type") == "CREDIT" and r.get("bytes") == 5, "... and its credit is returned")
+        b.send("BLOB", {"job": jid, "id": hid, "kind": "data", "compression": "zstd", "size": 5}, [b"garbage!"])
+        check(is_error(b.recv(), 422), "a blob that does not decompress: 422")
+        b.recv()
+        b.send("BLOB", {"job": jid, "id": hid, "kind": "tree", "compression": "none", "size": 5}, [b"hello"])
+        check(is_error(b.recv(), 422), "a tree blob that does not decode: 422")
+        b.recv()
+        b.send("BLOB", {"job": jid, "id": hid, "kind": "data", "compression": "none", "size": 5}, [b"hello"])
+        r = b.recv()
+        check(r is not None and r.get("type") == "CREDIT" and r.get("bytes") == 5, "a good blob is stored: CREDIT 5")
+        b.send("HAVE", {"job": jid, "ids": [hid]})
+        r = b.recv()
+        check(r is not None and r.get("type") == "LACK" and r.get("ids") == [], "HAVE after the blob arrived: nothing lacking")
+        b.send("HAVE", {"job": "j-other", "ids": [hid]})
+        check(is_error(b.recv(), 404), "HAVE for a job that is not this agent's: 404")
+        missing = hashlib.sha256(b"a tree that never arrived").hexdigest()
+        b.send("COMMIT", {"job": jid, "tree": missing, "atimes": [], "paths": ["/srv/x"], "summary": {}})
+        check(is_error(b.recv(), 422), "COMMIT of a tree that never arrived: 422")
+        try:
+            _, job_err = job_cli.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            job_cli.kill()
+            _, job_err = job_cli.communicate()
+        check(job_cli.returncode == 1 and "failed" in job_err,
+              "the operator's custos backup --agent reports the job failed (exit %s: %s)"
+              % (job_cli.returncode, job_err.strip()))
         # 6. Revocation: refused at the next message on the open session.
         subprocess.run([CUSTOS, "agent", "revoke", "py01"], env=env, check=True, capture_output=True)
         b.send("PING")
@@ -184,6 +234,7 @@ def main():
         check(daemon.returncode == 0, "custosd stops cleanly on SIGTERM (exit %s)" % daemon.returncode)
         log = daemon.stderr.read()
         check("error 400" in log and "error 401" in log, "custosd logged the errors")
+        check("error 422 to agent py01" in log and "rejected" in log, "custosd logged the rejected blobs with the agent's name")
         shutil.rmtree(work, ignore_errors=True)
     if failures:
         print("%d checks failed" % len(failures))

@@ -51,7 +51,7 @@ TEST_CASE("cap: every command round-trips through Encode and Decode", "[protocol
             {std::string("\0\1\2", 3)}),
        Direction::kAgentToAppliance},
       {Make("CREDIT", 5, {{"job", "j-1"}, {"bytes", 1024}}), Direction::kApplianceToAgent},
-      {Make("COMMIT", 5, {{"job", "j-1"}, {"tree", kId}, {"paths", {"/srv"}}, {"summary", json::object()}}),
+      {Make("COMMIT", 5, {{"job", "j-1"}, {"tree", kId}, {"atimes", {kId}}, {"paths", {"/srv"}}, {"summary", json::object()}}),
        Direction::kAgentToAppliance},
       {Make("DONE", 6, {{"job", "j-1"}, {"snapshot", kId}}), Direction::kApplianceToAgent},
       {Make("FILE", 6, {{"job", "j-2"}, {"path", "/etc/hosts"}, {"node", {{"mode", 420}}}}), Direction::kApplianceToAgent},

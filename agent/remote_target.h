@@ -1,0 +1,98 @@
+// The agent's backup target: the archiver (snapshot/archiver.h) runs on the
+// agent exactly as in local mode, and this target hands its blobs to the
+// appliance over CAP/1 (doc/protocols/cap.md, section 5.1):
+//
+//   Put (archiver threads)  -- zstd --> queue (bounded: Put blocks when full)
+//   Pump (session thread)   -- HAVE up to 512 IDs --> LACK --> BLOB for the
+//                              lacking ones, within the appliance's credit
+//   Commit (archiver)       -- waits until every blob is out, then COMMIT,
+//                              then DONE {snapshot} or an error
+//
+// The agent holds no repository key: blobs travel compressed but not
+// sealed (CURVE encrypts the connection), and the appliance checks each
+// blob's SHA-256 before it seals and stores it. The agent never reads from
+// the appliance, so there is no parent tree here: FindParent finds none and
+// every file is read (HAVE/LACK keeps unchanged content off the wire).
+//
+// Thread-safety: Put/Knows from any thread; Pump and the On* calls from the
+// session thread; Commit from the archiver's main thread.
+#pragma once
+
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "protocol/message.h"
+#include "snapshot/target.h"
+
+namespace custos::agent {
+
+class RemoteTarget : public snapshot::BackupTarget {
+ public:
+  RemoteTarget(std::string job, const Key32& chunker_key, const snapshot::ChunkerParams& params, int zstd_level,
+               size_t max_queued_bytes = size_t(64) << 20);
+
+  // ---- snapshot::BackupTarget
+  const Key32& chunker_key() const override { return chunker_key_; }
+  snapshot::ChunkerParams chunker_params() const override { return params_; }
+  Status Ready() const override { return Status::Ok(); }
+  bool Knows(const Id& id) const override;
+  Result<bool> Put(storage::BlobType type, const Id& id, ByteView plaintext, uint64_t* stored) override;
+  Result<std::optional<snapshot::SnapshotInfo>> FindParent(const std::optional<Id>&, const std::string&,
+                                                           const std::vector<std::string>&) override {
+    return std::optional<snapshot::SnapshotInfo>();
+  }
+  std::optional<snapshot::Tree> ReadTree(const Id&) override { return std::nullopt; }
+  Result<Id> Commit(snapshot::Manifest* m) override;
+
+  // ---- the session thread
+  // Sends what can go now (HAVE, BLOBs within *credit, COMMIT); `send`
+  // numbers and sends one message.
+  void Pump(const std::function<void(protocol::Message)>& send, uint64_t* credit);
+  void OnLack(const nlohmann::json& ids);
+  void OnDone(const Id& snapshot);
+  // The job failed (an ERROR from the appliance, a lost connection):
+  // blocked and later calls return this reason.
+  void Fail(const std::string& reason);
+  const std::string& job() const { return job_; }
+
+  uint64_t blobs_sent() const { return blobs_sent_; }
+  uint64_t bytes_sent() const { return bytes_sent_; }
+
+ private:
+  struct Pending {
+    Id id;
+    storage::BlobType type;
+    bool zstd;
+    uint64_t raw_size;
+    Bytes data;  // zstd frame or plaintext
+  };
+  const std::string job_;
+  const Key32 chunker_key_;
+  const snapshot::ChunkerParams params_;
+  const int zstd_level_;
+  const size_t max_queued_;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Pending> queue_;    // waiting for a HAVE
+  std::vector<Pending> asked_;   // in the outstanding HAVE
+  std::deque<Pending> to_send_;  // lacking: waiting for credit
+  size_t queued_bytes_ = 0;      // all three
+  bool have_outstanding_ = false;
+  std::unordered_set<Id, IdHash> known_;  // the appliance did not ask for these
+  std::optional<nlohmann::json> commit_;  // COMMIT fields, once Commit is called
+  bool commit_sent_ = false;
+  std::optional<Id> done_;
+  std::string failed_;
+  uint64_t blobs_sent_ = 0, bytes_sent_ = 0;
+};
+
+}  // namespace custos::agent

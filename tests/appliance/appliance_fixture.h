@@ -1,0 +1,131 @@
+// Shared by the appliance tests: programs started in the background, and
+// a running custosd with enrolled, running agents.
+#pragma once
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "tests/cli/cli_fixture.h"
+#include "tests/test_util.h"
+
+namespace custos::appliancetest {
+
+using clitest::Contains;
+using clitest::Q;
+using custos::test::RunResult;
+
+inline const std::string kBin = std::string(CUSTOS_BINARY).substr(0, std::string(CUSTOS_BINARY).rfind('/'));
+
+// A program started in the background with its stdout and stderr in files.
+struct Proc {
+  pid_t pid = -1;
+  std::string out, err;
+  Proc(const std::string& cmd, const std::string& dir, const std::string& tag)
+      : out(dir + "/" + tag + ".out"), err(dir + "/" + tag + ".err") {
+    pid = ::fork();
+    if (pid == 0) {
+      ::execl("/bin/sh", "sh", "-c", ("exec " + cmd + " >" + out + " 2>" + err).c_str(), nullptr);
+      ::_exit(127);
+    }
+  }
+  int Stop(int sig = SIGTERM) {
+    if (pid <= 0) return -1;
+    ::kill(pid, sig);
+    return Wait();
+  }
+  int Wait() {
+    int st = 0;
+    ::waitpid(pid, &st, 0);
+    pid = -1;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  }
+  bool Exited(int* code) {
+    int st = 0;
+    if (::waitpid(pid, &st, WNOHANG) != pid) return false;
+    pid = -1;
+    *code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    return true;
+  }
+  ~Proc() {
+    if (pid > 0) Stop(SIGKILL);
+  }
+};
+
+inline std::string Slurp(const std::string& path) {
+  std::ifstream f(path);
+  return std::string(std::istreambuf_iterator<char>(f), {});
+}
+
+// Waits until `pred` holds (up to 10 s).
+template <typename F>
+inline bool Eventually(F pred) {
+  for (int i = 0; i < 200; ++i) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return false;
+}
+
+inline RunResult Cli(const std::string& data, const std::string& args) {
+  return test::Run("env -u CUSTOS_DATA_DIR " + kBin + "/custos --data-dir " + Q(data) + " " + args);
+}
+
+
+// custosd on 127.0.0.1 (any free port) with data in DIR/appliance.
+struct Appliance {
+  std::string data, endpoint;
+  std::unique_ptr<Proc> daemon;
+  Appliance(const std::string& dir, int heartbeat_ms = 300) : data(dir + "/appliance") {
+    daemon = std::make_unique<Proc>(kBin + "/custosd --data-dir " + Q(data) +
+                                        " --listen tcp://127.0.0.1:0 --heartbeat-ms " + std::to_string(heartbeat_ms),
+                                    dir, "custosd");
+    REQUIRE(Eventually([&] { return Contains(Slurp(daemon->out), "listening on"); }));
+    endpoint = Slurp(daemon->out);
+    endpoint = endpoint.substr(endpoint.rfind(' ') + 1);
+    endpoint.erase(endpoint.find_last_not_of("\n") + 1);
+  }
+  // The appliance's repository through the local CLI (custosd holds the
+  // writer lock; reading needs none).
+  RunResult Repo(const std::string& args) const {
+    return test::Run("env -u CUSTOS_PASSWORD_FILE -u CUSTOS_REPOSITORY " + kBin + "/custos --repo " +
+                     Q(data + "/repository") + " --password-file " + Q(data + "/repository.pass") + " " + args);
+  }
+};
+
+// Adds agent NAME, enrols a state directory DIR/NAME for it and runs it.
+inline std::unique_ptr<Proc> StartAgent(const Appliance& a, const std::string& dir, const std::string& name) {
+  RunResult add = Cli(a.data, "--json agent add " + name);
+  REQUIRE(add.exit_code == 0);
+  std::string token = nlohmann::json::parse(add.out)["token"];
+  std::string state = dir + "/" + name;
+  RunResult enrol =
+      test::Run(kBin + "/custos-agent --state-dir " + Q(state) + " enroll --appliance " + a.endpoint + " --token " + Q(token));
+  INFO(enrol.err);
+  REQUIRE(enrol.exit_code == 0);
+  auto agent = std::make_unique<Proc>(kBin + "/custos-agent --state-dir " + Q(state) + " run", dir, "agent-" + name);
+  std::string last;
+  bool connected = Eventually([&] {
+    RunResult s = Cli(a.data, "--json status");
+    last = std::to_string(s.exit_code) + " " + s.out + s.err;
+    if (s.exit_code != 0) return false;
+    nlohmann::json js = nlohmann::json::parse(s.out);
+    for (const auto& ag : js["agents"]) {
+      if (ag["name"] == name && ag["connected"] == true) return true;
+    }
+    return false;
+  });
+  INFO("agent " << name << ": " << Slurp(agent->err) << "\ncustosd: " << Slurp(a.daemon->err) << "\nstatus: " << last);
+  REQUIRE(connected);
+  return agent;
+}
+
+}  // namespace custos::appliancetest

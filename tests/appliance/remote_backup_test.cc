@@ -1,0 +1,138 @@
+// Backups through the appliance (issue 5): `custos backup --agent` runs the
+// backup issue's archiver on the agent, blobs cross CAP/1, custosd checks
+// and stores them and stamps the snapshot; the snapshot then restores and
+// verifies with the ordinary CLI. Also: the host is the agent's enrolled
+// name, unchanged data does not cross twice, and another agent's first
+// backup of the same data is asked for everything (no dedup side channel)
+// while the store still keeps it once.
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+#include <sys/stat.h>
+
+#include <string>
+
+#include "tests/appliance/appliance_fixture.h"
+#include "tests/cli/cli_fixture.h"
+#include "tests/snapshot/tree_fixture.h"
+#include "tests/test_util.h"
+
+using nlohmann::json;
+using namespace custos;
+using namespace custos::clitest;
+using namespace custos::appliancetest;
+
+namespace {
+
+// A small server tree: several chunks of random data, duplicates, small
+// files, a symlink, an empty directory.
+void MakeServerTree(const std::string& root) {
+  REQUIRE(::mkdir(root.c_str(), 0755) == 0);
+  REQUIRE(::mkdir((root + "/etc").c_str(), 0755) == 0);
+  REQUIRE(::mkdir((root + "/empty").c_str(), 0700) == 0);
+  test::WriteBytes(root + "/big.bin", test::RandomBytes(3u << 20, 7));
+  test::WriteBytes(root + "/copy.bin", test::RandomBytes(3u << 20, 7));
+  for (int i = 0; i < 50; ++i) test::WriteString(root + "/etc/f" + std::to_string(i), "config " + std::to_string(i));
+  REQUIRE(::symlink("etc/f1", (root + "/link").c_str()) == 0);
+}
+
+json LastJsonLine(const std::string& out) {
+  auto lines = JsonLines(out);
+  REQUIRE_FALSE(lines.empty());
+  return lines.back();
+}
+
+uint64_t RepoBytes(const std::string& dir) {
+  RunResult r = test::Run("du -sb " + Q(dir) + " | cut -f1");
+  return std::stoull(r.out);
+}
+
+}  // namespace
+
+TEST_CASE("remote backup: an agent backs up, the appliance stamps and stores, the snapshot restores and verifies",
+          "[appliance][remote]") {
+  test::TempDir work;
+  Appliance a(work.path());
+  auto db01 = StartAgent(a, work.path(), "db01");
+  std::string src = work.path() + "/server";
+  MakeServerTree(src);
+
+  RunResult b1 = Cli(a.data, "--json backup --agent db01 " + Q(src));
+  INFO(b1.err << Slurp(db01->err) << Slurp(a.daemon->err));
+  REQUIRE_EXIT(b1, 0);
+  json s1 = LastJsonLine(b1.out);
+  REQUIRE(s1["message_type"] == "summary");
+  REQUIRE(s1["state"] == "ok");
+  std::string snap = s1["snapshot"];
+  REQUIRE(snap.size() == 64);
+
+  // The appliance's repository holds it under the agent's enrolled name,
+  // with the appliance's time.
+  RunResult list = a.Repo("--json snapshots");
+  REQUIRE_EXIT(list, 0);
+  json snaps = json::parse(list.out);
+  REQUIRE(snaps.size() == 1);
+  REQUIRE(snaps[0]["host"] == "db01");
+  REQUIRE(snaps[0]["paths"] == json::array({src}));
+  uint64_t added1 = snaps[0]["summary"]["data_blobs_added"];
+  REQUIRE(added1 >= 4);  // three+ chunks of big.bin (copy.bin is the same), small files
+
+  // Restore with verification: bit for bit.
+  std::string target = work.path() + "/restored";
+  RunResult r = a.Repo("restore " + snap.substr(0, 12) + ":" + Q(src) + " --target " + Q(target));
+  INFO(r.out << r.err);
+  REQUIRE_EXIT(r, 0);
+  REQUIRE(Contains(r.out + r.err, "52 files match their recorded SHA-256"));
+  RunResult diff = test::Run("diff -r --no-dereference " + Q(src) + " " + Q(target));
+  INFO(diff.out);
+  REQUIRE(diff.exit_code == 0);
+  REQUIRE(test::Lstat(target + "/empty").st_mode % 01000 == 0700);
+
+  // Again, unchanged: nothing crosses (HAVE/LACK from this host's blobs).
+  RunResult b2 = Cli(a.data, "--json backup --agent db01 " + Q(src));
+  REQUIRE_EXIT(b2, 0);
+  json snaps2 = json::parse(a.Repo("--json snapshots").out);
+  REQUIRE(snaps2.size() == 2);
+  REQUIRE(snaps2[1]["summary"]["data_blobs_added"] == 0);
+
+  // A second server with the same data: the appliance asks for every blob
+  // (it never tells db02 what db01 holds), and stores none twice.
+  auto db02 = StartAgent(a, work.path(), "db02");
+  uint64_t before = RepoBytes(a.data + "/repository/data");
+  RunResult b3 = Cli(a.data, "--json backup --agent db02 " + Q(src));
+  REQUIRE_EXIT(b3, 0);
+  json snaps3 = json::parse(a.Repo("--json snapshots").out);
+  REQUIRE(snaps3.size() == 3);
+  REQUIRE(snaps3[2]["host"] == "db02");
+  REQUIRE(snaps3[2]["summary"]["data_blobs_added"] == added1);  // all sent: no side channel
+  uint64_t after = RepoBytes(a.data + "/repository/data");
+  INFO("data grew from " << before << " to " << after);
+  REQUIRE(after < before + (64u << 10));  // but stored once (a few small packs of trees at most)
+
+  // Bad requests: an unknown agent, relative paths.
+  RunResult unknown = Cli(a.data, "backup --agent nosuch " + Q(src));
+  REQUIRE_EXIT(unknown, 1);
+  REQUIRE(Contains(unknown.err, "not connected"));
+  REQUIRE_EXIT(Cli(a.data, "backup --agent db01 relative/path"), 2);
+  REQUIRE_EXIT(Cli(a.data, "backup --agent db01 --tag x " + Q(src)), 2);
+
+  // The whole repository checks clean.
+  RunResult check = a.Repo("check --read-data");
+  INFO(check.out << check.err);
+  REQUIRE_EXIT(check, 0);
+}
+
+TEST_CASE("remote backup: an unreadable path makes a partial snapshot, exit 3", "[appliance][remote]") {
+  test::TempDir work;
+  Appliance a(work.path());
+  auto agent = StartAgent(a, work.path(), "web01");
+  std::string src = work.path() + "/server";
+  MakeServerTree(src);
+  RunResult b = Cli(a.data, "--json backup --agent web01 " + Q(src) + " " + Q(work.path() + "/does-not-exist"));
+  INFO(b.out << b.err << Slurp(agent->err));
+  REQUIRE_EXIT(b, 3);
+  json s = LastJsonLine(b.out);
+  REQUIRE(s["state"] == "partial");
+  json snaps = json::parse(a.Repo("--json snapshots").out);
+  REQUIRE(snaps.size() == 1);
+  REQUIRE(snaps[0]["partial"] == true);
+}
