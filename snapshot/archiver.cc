@@ -79,7 +79,7 @@ namespace {
 constexpr size_t kMaxFileJobs = 256;
 // Chunks waiting for an encoder: enough to keep the encoders busy while a
 // reader blocks on I/O, small enough to keep peak memory low.
-constexpr size_t kMaxEncodeBytes = 16u << 20;
+constexpr size_t kMaxEncodeBytes = 4u << 20;
 constexpr size_t kMaxErrorSamples = 20;
 // Directories nested deeper than this are kept without their contents (an
 // item error: the snapshot is partial). The walker recurses once per level,
