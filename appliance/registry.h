@@ -75,6 +75,9 @@ class Registry {
 
   // Inserts or updates a job (by id).
   Status SaveJob(const JobRecord& job);
+  // Marks every job still "running" as failed with `why` (at start-up: a
+  // job the previous daemon did not finish). Returns how many.
+  Result<int> FailRunningJobs(const std::string& why);
   // The newest `limit` jobs, newest first.
   Result<std::vector<JobRecord>> Jobs(int limit = 100);
 

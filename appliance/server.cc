@@ -254,7 +254,17 @@ struct Server::Impl {
       // Logged with the agent's name; the blob never enters the store.
       SendError(id, p, cap::ErrorCode::kBadBlob, "blob " + bid.Hex() + " rejected: " + bad, m.seq);
     } else {
-      auto added = repo->AddBlob(tree ? storage::BlobType::kTree : storage::BlobType::kData, *plain);
+      // A verified zstd frame is sealed as it came (no second compression);
+      // a plain blob gets the repository's usual compression.
+      auto type = tree ? storage::BlobType::kTree : storage::BlobType::kData;
+      // Already stored (for another host): nothing to seal.
+      Result<bool> added = false;
+      if (!repo->KnowsBlob(bid)) {
+        added = repo->AddEncodedBlob(
+            m.header["compression"] == "zstd"
+                ? storage::EncodeCompressedBlob(repo->keys().data, type, raw, uint32_t(plain->size()), bid)
+                : storage::EncodeBlob(repo->keys().data, type, *plain, bid, repo->config().zstd_level));
+      }
       if (!added.ok()) {
         SendError(id, p, cap::ErrorCode::kInternal, "storing a blob failed: " + added.status().message(), m.seq);
         EndJob(j, "failed", "storing a blob failed: " + added.status().ToString());
@@ -670,6 +680,9 @@ Result<std::unique_ptr<Server>> Server::Start(const ServerOptions& options) {
   }
   ASSIGN_OR_RETURN(impl->reg, Registry::Open(dir + "/registry.db"));
   ASSIGN_OR_RETURN(impl->repo, OpenRepository(options));
+  // Jobs a previous daemon left running cannot finish: say so in the history.
+  auto stale = impl->reg->FailRunningJobs("the appliance stopped during the job; run it again");
+  if (stale.ok() && *stale > 0) Log(std::to_string(*stale) + " job(s) of the previous run marked failed");
   try {
     impl->zap.bind("inproc://zeromq.zap.01");
     impl->router.set(zmq::sockopt::curve_server, 1);

@@ -28,6 +28,14 @@ struct DCtxFree {
   void operator()(ZSTD_DCtx* c) const { ZSTD_freeDCtx(c); }
 };
 
+// Seals `payload` with the entry (id, type, compression) as associated data.
+void SealInto(const Key32& data_key, ByteView payload, EncodedBlob* out) {
+  Bytes ad = BlobAd(out->entry);
+  out->box.reserve(payload.size() + kBoxOverhead);
+  SealAppend(data_key, payload, ad, out->box);
+  out->entry.stored_length = uint32_t(out->box.size());
+}
+
 }  // namespace
 
 const char* BlobTypeName(BlobType t) { return t == BlobType::kTree ? "tree" : "data"; }
@@ -62,10 +70,19 @@ EncodedBlob EncodeBlob(const Key32& data_key, BlobType type, ByteView plaintext,
       out.entry.compression = Compression::kZstd;
     }
   }
-  Bytes ad = BlobAd(out.entry);
-  out.box.reserve(payload.size() + kBoxOverhead);
-  SealAppend(data_key, payload, ad, out.box);
-  out.entry.stored_length = uint32_t(out.box.size());
+  SealInto(data_key, payload, &out);
+  return out;
+}
+
+EncodedBlob EncodeCompressedBlob(const Key32& data_key, BlobType type, ByteView zstd_frame, uint32_t raw_size,
+                                 const Id& id) {
+  if (raw_size > kMaxBlobSize) std::abort();  // the caller decompressed it: a bug
+  EncodedBlob out;
+  out.entry.id = id;
+  out.entry.type = type;
+  out.entry.raw_length = raw_size;
+  out.entry.compression = Compression::kZstd;
+  SealInto(data_key, zstd_frame, &out);
   return out;
 }
 

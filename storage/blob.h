@@ -41,6 +41,11 @@ struct EncodedBlob {
 EncodedBlob EncodeBlob(const Key32& data_key, BlobType type, ByteView plaintext, const Id& id,
                        int zstd_level);
 EncodedBlob EncodeBlob(const Key32& data_key, BlobType type, ByteView plaintext, int zstd_level);
+// Seals a zstd frame as it is: the blob's plaintext has `raw_size` bytes
+// and ID `id`, which the caller has checked by decompressing the frame (the
+// appliance stores an agent's compressed blob without compressing it again).
+EncodedBlob EncodeCompressedBlob(const Key32& data_key, BlobType type, ByteView zstd_frame, uint32_t raw_size,
+                                 const Id& id);
 
 // Plain zstd for blobs on the wire (CAP/1 BLOB payloads), with the policy
 // of EncodeBlob: compressed only when that saves at least 1/32. Returns

@@ -160,3 +160,28 @@ TEST_CASE("appliance: custosd, agent add, enroll, run, status, revoke", "[applia
   REQUIRE(daemon.Stop() == 0);
   REQUIRE(::stat((data + "/control.sock").c_str(), &st) != 0);  // removed on a clean stop
 }
+
+TEST_CASE("registry: job history, and jobs a stopped daemon left running are marked failed", "[appliance]") {
+  test::TempDir work;
+  auto reg = appliance::Registry::Open(work.path() + "/registry.db");
+  REQUIRE(reg.ok());
+  appliance::JobRecord j{"j-1", "db01", "backup", "running", 100, 0, "{}", "", "", 0, 0};
+  REQUIRE((*reg)->SaveJob(j).ok());
+  j.state = "ok";
+  j.ended = 105;
+  j.snapshot = std::string(64, 'a');
+  j.files = 3;
+  REQUIRE((*reg)->SaveJob(j).ok());  // an update, not a second row
+  REQUIRE((*reg)->SaveJob(appliance::JobRecord{"j-2", "db02", "backup", "running", 200, 0, "{}", "", "", 0, 0}).ok());
+  auto stale = (*reg)->FailRunningJobs("the appliance stopped");
+  REQUIRE(stale.ok());
+  REQUIRE(*stale == 1);
+  auto jobs = (*reg)->Jobs();
+  REQUIRE(jobs.ok());
+  REQUIRE(jobs->size() == 2);
+  REQUIRE((*jobs)[0].id == "j-2");  // newest first
+  REQUIRE((*jobs)[0].state == "failed");
+  REQUIRE((*jobs)[0].error == "the appliance stopped");
+  REQUIRE((*jobs)[1].state == "ok");
+  REQUIRE((*jobs)[1].files == 3);
+}

@@ -9,7 +9,10 @@
 #include <nlohmann/json.hpp>
 #include <sys/stat.h>
 
+#include <set>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "tests/appliance/appliance_fixture.h"
 #include "tests/cli/cli_fixture.h"
@@ -135,4 +138,87 @@ TEST_CASE("remote backup: an unreadable path makes a partial snapshot, exit 3", 
   json snaps = json::parse(a.Repo("--json snapshots").out);
   REQUIRE(snaps.size() == 1);
   REQUIRE(snaps[0]["partial"] == true);
+}
+
+TEST_CASE("remote backup: eight agents back up at once to one appliance", "[appliance][remote]") {
+  test::TempDir work;
+  Appliance a(work.path());
+  constexpr int kAgents = 8;
+  std::vector<std::unique_ptr<Proc>> agents;
+  std::vector<std::string> sources;
+  for (int i = 0; i < kAgents; ++i) {
+    std::string name = "srv" + std::to_string(i);
+    agents.push_back(StartAgent(a, work.path(), name));
+    std::string src = work.path() + "/data-" + name;
+    REQUIRE(::mkdir(src.c_str(), 0755) == 0);
+    // Each server: its own 2 MiB, and 1 MiB that all share.
+    test::WriteBytes(src + "/own.bin", test::RandomBytes(2u << 20, 100 + i));
+    test::WriteBytes(src + "/shared.bin", test::RandomBytes(1u << 20, 99));
+    for (int k = 0; k < 20; ++k) test::WriteString(src + "/f" + std::to_string(k), name + " " + std::to_string(k));
+    sources.push_back(src);
+  }
+  std::vector<RunResult> results(kAgents);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kAgents; ++i) {
+    threads.emplace_back([&, i] {
+      results[i] = Cli(a.data, "--json backup --agent srv" + std::to_string(i) + " " + Q(sources[i]));
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (int i = 0; i < kAgents; ++i) {
+    INFO("agent srv" << i << ": " << results[i].err << Slurp(agents[i]->err));
+    REQUIRE_EXIT(results[i], 0);
+  }
+  json snaps = json::parse(a.Repo("--json snapshots").out);
+  REQUIRE(snaps.size() == kAgents);
+  std::set<std::string> hosts;
+  for (const auto& s : snaps) hosts.insert(s["host"].get<std::string>());
+  REQUIRE(hosts.size() == kAgents);
+  // Each snapshot restores to exactly its server's files.
+  for (int i : {0, kAgents - 1}) {
+    std::string target = work.path() + "/restore" + std::to_string(i);
+    RunResult r = a.Repo("restore latest --host srv" + std::to_string(i) + " --target " + Q(target));
+    REQUIRE_EXIT(r, 0);
+    REQUIRE(test::Run("diff -r " + Q(sources[i]) + " " + Q(target + sources[i])).exit_code == 0);
+  }
+  RunResult check = a.Repo("check --read-data");
+  INFO(check.out << check.err);
+  REQUIRE_EXIT(check, 0);
+}
+
+TEST_CASE("remote backup: an agent killed mid-backup fails the job, corrupts nothing, and the next run completes",
+          "[appliance][remote]") {
+  test::TempDir work;
+  Appliance a(work.path());
+  auto agent = StartAgent(a, work.path(), "db01");
+  std::string src = work.path() + "/server";
+  REQUIRE(::mkdir(src.c_str(), 0755) == 0);
+  test::WriteBytes(src + "/large.bin", test::RandomBytes(96u << 20, 5));
+  Proc job(kBin + "/custos --data-dir " + Q(a.data) + " backup --agent db01 " + Q(src), work.path(), "job");
+  // Freeze the agent as soon as its job runs, then kill it: it never finishes.
+  REQUIRE(Eventually([&] {
+    RunResult s = Cli(a.data, "--json status");
+    return s.exit_code == 0 && !json::parse(s.out)["jobs"].empty();
+  }));
+  ::kill(agent->pid, SIGSTOP);
+  REQUIRE(agent->Stop(SIGKILL) == 128 + SIGKILL);
+  int code = -1;
+  REQUIRE(Eventually([&] { return job.Exited(&code); }));
+  INFO(Slurp(job.err) << Slurp(a.daemon->err));
+  REQUIRE(code == 1);
+  REQUIRE(Contains(Slurp(job.err), "failed"));
+  REQUIRE(Contains(Slurp(job.err), "silent"));
+  REQUIRE(json::parse(a.Repo("--json snapshots").out).empty());
+  // The repository is consistent, and a new run of the agent completes.
+  REQUIRE_EXIT(a.Repo("check"), 0);
+  auto again = std::make_unique<Proc>(kBin + "/custos-agent --state-dir " + Q(work.path() + "/db01") + " run",
+                                      work.path(), "agent-db01-again");
+  REQUIRE(Eventually([&] {
+    RunResult s = Cli(a.data, "--json status");
+    return s.exit_code == 0 && Contains(s.out, "\"connected\":true");
+  }));
+  RunResult b = Cli(a.data, "backup --agent db01 " + Q(src));
+  INFO(b.err);
+  REQUIRE_EXIT(b, 0);
+  REQUIRE_EXIT(a.Repo("check --read-data"), 0);
 }

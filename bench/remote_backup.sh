@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# remote_backup.sh - a backup through the appliance over loopback against the
+# same backup in local mode, on the same data in the same run (issue 5's
+# throughput target: the remote backup at least 80% of local throughput).
+#
+# Usage:  bench/remote_backup.sh WORKDIR [BIN_DIR]
+#   WORKDIR: the backup_peers.sh work directory (its server/ tree is backed up
+#   as it is: run backup_peers.sh first, or point SERVER at any tree).
+#   BIN_DIR: where custos, custosd and custos-agent are (default build/cmd).
+# Env: REPS (default 2), COLD (1: drop the page cache before each timed run),
+#      SERVER (default WORKDIR/server).
+# Output: one line per run and a markdown table (wall, throughput, peak RSS of
+#   custos / custosd / custos-agent) on stdout; runs in WORKDIR/remote/runs.csv.
+set -euo pipefail
+
+WORK=$(cd "$1" && pwd)
+BIN=$(cd "${2:-build/cmd}" && pwd)
+REPS=${REPS:-2}
+COLD=${COLD:-1}
+SERVER=${SERVER:-$WORK/server}
+OUT=$WORK/remote
+mkdir -p "$OUT"
+CSV=$OUT/runs.csv
+[[ -f $CSV ]] || echo "mode,rep,wall_s,bytes,custos_rss_kb,custosd_rss_kb,agent_rss_kb" >"$CSV"
+BYTES=$(du -sb "$SERVER" | cut -f1)
+
+drop_cache() {
+  sync
+  if [[ $COLD == 1 ]]; then echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true; fi
+}
+hwm() { awk '/VmHWM/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+now() { date +%s.%N; }
+
+for rep in $(seq "$REPS"); do
+  # Local mode: a fresh repository, one backup.
+  rm -rf "$OUT/local-repo"
+  printf 'bench\n' >"$OUT/pass"
+  "$BIN/custos" init --repo "$OUT/local-repo" --password-file "$OUT/pass" --quiet >/dev/null
+  drop_cache
+  t0=$(now)
+  /usr/bin/time -f "%M" -o "$OUT/time.txt" "$BIN/custos" backup --repo "$OUT/local-repo" --password-file "$OUT/pass" \
+    --quiet "$SERVER"
+  t1=$(now)
+  wall=$(echo "$t1 - $t0" | bc)
+  echo "local,$rep,$wall,$BYTES,$(tail -1 "$OUT/time.txt"),0,0" >>"$CSV"
+  echo "[$(date +%T)] local rep$rep: wall=${wall}s rss=$(tail -1 "$OUT/time.txt")KB" >&2
+
+  # Through the appliance: a fresh custosd and agent on loopback.
+  rm -rf "$OUT/appliance" "$OUT/agent"
+  "$BIN/custosd" --data-dir "$OUT/appliance" --listen tcp://127.0.0.1:0 >"$OUT/custosd.out" 2>"$OUT/custosd.log" &
+  dpid=$!
+  for _ in $(seq 100); do grep -q "listening on" "$OUT/custosd.out" && break; sleep 0.1; done
+  ep=$(awk '{print $NF}' "$OUT/custosd.out")
+  token=$("$BIN/custos" --data-dir "$OUT/appliance" --json agent add bench | sed -n 's/.*"token":"\([^"]*\)".*/\1/p')
+  "$BIN/custos-agent" --state-dir "$OUT/agent" enroll --appliance "$ep" --token "$token" >/dev/null
+  "$BIN/custos-agent" --state-dir "$OUT/agent" run 2>"$OUT/agent.log" &
+  apid=$!
+  for _ in $(seq 100); do
+    "$BIN/custos" --data-dir "$OUT/appliance" --json status 2>/dev/null | grep -q '"connected":true' && break
+    sleep 0.1
+  done
+  drop_cache
+  t0=$(now)
+  /usr/bin/time -f "%M" -o "$OUT/time.txt" "$BIN/custos" --data-dir "$OUT/appliance" --quiet backup --agent bench "$SERVER"
+  t1=$(now)
+  wall=$(echo "$t1 - $t0" | bc)
+  drss=$(hwm $dpid)
+  arss=$(hwm $apid)
+  kill $apid $dpid
+  wait $apid $dpid 2>/dev/null || true
+  echo "remote,$rep,$wall,$BYTES,$(tail -1 "$OUT/time.txt"),$drss,$arss" >>"$CSV"
+  echo "[$(date +%T)] remote rep$rep: wall=${wall}s custosd=${drss}KB agent=${arss}KB" >&2
+done
+
+python3 - "$CSV" <<'PY'
+import csv, statistics, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+def med(mode, key):
+    v = [float(r[key]) for r in rows if r["mode"] == mode]
+    return statistics.median(v) if v else float("nan")
+lw, rw = med("local", "wall_s"), med("remote", "wall_s")
+b = med("local", "bytes")
+n = len([r for r in rows if r["mode"] == "local"])
+print(f"Medians of {n} runs (first backup of {b/2**20:.0f} MiB, page cache dropped before each):\n")
+print("| mode | wall s | MiB/s | peak RSS MiB |")
+print("|---|---|---|---|")
+print(f"| local `custos backup` | {lw:.2f} | {b/2**20/lw:.1f} | {med('local','custos_rss_kb')/1024:.1f} |")
+print(f"| `custos backup --agent` over loopback | {rw:.2f} | {b/2**20/rw:.1f} | custosd {med('remote','custosd_rss_kb')/1024:.1f}, agent {med('remote','agent_rss_kb')/1024:.1f} |")
+print(f"\nremote throughput / local throughput: {lw/rw:.2f} (target at least 0.80)")
+PY
