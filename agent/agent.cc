@@ -8,6 +8,7 @@
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
@@ -81,11 +82,16 @@ std::unique_ptr<zmq::socket_t> Dial(zmq::context_t& ctx, const State& s) {
   return sock;
 }
 
-void SendMsg(zmq::socket_t& sock, const cap::Message& m) {
+// BLOBs in flight (see RemoteTarget::Pump).
+constexpr int kBlobSlots = 64;
+
+// False when the message could not be queued (the queue to the appliance
+// is full): it was not sent, and the session's numbering is broken.
+bool SendMsg(zmq::socket_t& sock, const cap::Message& m) {
   auto frames = cap::Encode(m);
   std::vector<zmq::const_buffer> out;
   for (const auto& f : frames) out.push_back(zmq::buffer(f));
-  zmq::send_multipart(sock, out, zmq::send_flags::dontwait);
+  return zmq::send_multipart(sock, out, zmq::send_flags::dontwait).has_value();
 }
 
 // Waits up to `ms` for one message; an empty result on timeout, a message
@@ -224,9 +230,11 @@ Status Agent::Run(const RunOptions& options) {
       auto last_sent = last_heard;
       bool greeted = false;
       uint64_t credit = 0;
+      int slots = kBlobSlots;  // BLOBs sent and not yet answered by a CREDIT
+      bool send_failed = false;
       auto send = [&](cap::Message m) {
         m.seq = ++seq;
-        SendMsg(*sock, m);
+        if (!SendMsg(*sock, m)) send_failed = true;
         last_sent = std::chrono::steady_clock::now();
       };
       auto end_job = [&](const std::string& why) {
@@ -290,6 +298,7 @@ Status Agent::Run(const RunOptions& options) {
             job->target->OnLack(m.header["ids"]);
           } else if (m.type == "CREDIT") {
             credit += m.header["bytes"].get<uint64_t>();
+            slots = std::min(kBlobSlots, slots + 1);
           } else if (m.type == "DONE" && job && m.header["job"] == job->id) {
             if (auto snap = Id::FromHex(m.header["snapshot"].get<std::string>())) {
               job->target->OnDone(*snap);
@@ -313,7 +322,7 @@ Status Agent::Run(const RunOptions& options) {
           }
         }
         if (job && greeted) {
-          job->target->Pump(send, &credit);
+          job->target->Pump(send, &credit, &slots);
           if (now - job->last_progress >= std::chrono::seconds(1)) {
             send(cap::Make("PROGRESS", 0, {{"job", job->id}, {"files", job->files.load()}, {"bytes", job->bytes.load()}}));
             job->last_progress = now;
@@ -329,6 +338,11 @@ Status Agent::Run(const RunOptions& options) {
           }
         }
         auto silence = std::chrono::duration_cast<std::chrono::milliseconds>(now - last_heard).count();
+        if (send_failed) {
+          say("a message could not be queued to the appliance: starting a fresh session");
+          end_job("a message to the appliance could not be queued");
+          break;
+        }
         if (silence > 3 * heartbeat_ms) {
           end_job("connection to the appliance lost");
           break;  // gone: dial again

@@ -37,11 +37,11 @@ Result<bool> RemoteTarget::Put(storage::BlobType type, const Id& id, ByteView pl
   return true;
 }
 
-void RemoteTarget::Pump(const std::function<void(cap::Message)>& send, uint64_t* credit) {
+void RemoteTarget::Pump(const std::function<void(cap::Message)>& send, uint64_t* credit, int* slots) {
   std::lock_guard<std::mutex> g(mu_);
   if (!failed_.empty()) return;
   bool freed = false;
-  while (!to_send_.empty() && to_send_.front().data.size() <= *credit) {
+  while (!to_send_.empty() && to_send_.front().data.size() <= *credit && *slots > 0) {
     Pending& p = to_send_.front();
     cap::Message m = cap::Make("BLOB", 0,
                                {{"job", job_},
@@ -51,6 +51,7 @@ void RemoteTarget::Pump(const std::function<void(cap::Message)>& send, uint64_t*
                                 {"size", p.raw_size}});
     m.payloads.emplace_back(reinterpret_cast<const char*>(p.data.data()), p.data.size());
     *credit -= p.data.size();
+    --*slots;
     queued_bytes_ -= p.data.size();
     ++blobs_sent_;
     bytes_sent_ += p.data.size();

@@ -37,7 +37,7 @@ namespace custos::agent {
 class RemoteTarget : public snapshot::BackupTarget {
  public:
   RemoteTarget(std::string job, const Key32& chunker_key, const snapshot::ChunkerParams& params, int zstd_level,
-               size_t max_queued_bytes = size_t(64) << 20);
+               size_t max_queued_bytes = size_t(16) << 20);
 
   // ---- snapshot::BackupTarget
   const Key32& chunker_key() const override { return chunker_key_; }
@@ -53,9 +53,12 @@ class RemoteTarget : public snapshot::BackupTarget {
   Result<Id> Commit(snapshot::Manifest* m) override;
 
   // ---- the session thread
-  // Sends what can go now (HAVE, BLOBs within *credit, COMMIT); `send`
-  // numbers and sends one message.
-  void Pump(const std::function<void(protocol::Message)>& send, uint64_t* credit);
+  // Sends what can go now (HAVE, BLOBs within *credit bytes and *slots
+  // messages, COMMIT); `send` numbers and sends one message. The appliance
+  // answers each BLOB with one CREDIT, which gives the bytes and the slot
+  // back: with a few hundred slots neither side's ZeroMQ queue (1000
+  // messages) can fill, so no message is ever dropped.
+  void Pump(const std::function<void(protocol::Message)>& send, uint64_t* credit, int* slots);
   void OnLack(const nlohmann::json& ids);
   void OnDone(const Id& snapshot);
   // The job failed (an ERROR from the appliance, a lost connection):

@@ -36,7 +36,7 @@ namespace cap = custos::protocol;
 
 namespace {
 
-constexpr uint64_t kInitialCredit = 64u << 20;
+constexpr uint64_t kInitialCredit = 16u << 20;
 
 int64_t NowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
@@ -327,6 +327,7 @@ struct Server::Impl {
     o.bytes_added_stored = 0;  // the agent's view; what was stored is counted below
     // What arrived is the appliance's own count (atime table pieces travel
     // as data blobs: told apart here).
+    o.atime_blobs_added = 0;
     for (const Id& a : man.atimes) o.atime_blobs_added += j.received.count(a);
     o.data_blobs_added = j.data_blobs - std::min(j.data_blobs, o.atime_blobs_added);
     o.tree_blobs_added = j.tree_blobs;
@@ -437,7 +438,11 @@ struct Server::Impl {
     out.push_back(zmq::buffer(id));
     for (const auto& f : frames) out.push_back(zmq::buffer(f));
     try {
-      zmq::send_multipart(router, out, zmq::send_flags::dontwait);
+      if (!zmq::send_multipart(router, out, zmq::send_flags::dontwait)) {
+        // The agent's queue is full (it sends more than the protocol lets
+        // it): this message is lost, so its session is out of step.
+        Log("send to " + (p.agent.empty() ? std::string("a peer") : p.agent) + " failed: its queue is full");
+      }
     } catch (const zmq::error_t& e) {
       Log("send to " + (p.agent.empty() ? std::string("a peer") : p.agent) + " failed: " + e.what());
     }

@@ -28,6 +28,8 @@ drop_cache() {
   sync
   if [[ $COLD == 1 ]]; then echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true; fi
 }
+dpid= apid=
+trap 'kill $apid $dpid 2>/dev/null || true' EXIT
 hwm() { awk '/VmHWM/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 now() { date +%s.%N; }
 
@@ -68,6 +70,7 @@ for rep in $(seq "$REPS"); do
   arss=$(hwm $apid)
   kill $apid $dpid
   wait $apid $dpid 2>/dev/null || true
+  dpid= apid=
   echo "remote,$rep,$wall,$BYTES,$(tail -1 "$OUT/time.txt"),$drss,$arss" >>"$CSV"
   echo "[$(date +%T)] remote rep$rep: wall=${wall}s custosd=${drss}KB agent=${arss}KB" >&2
 done

@@ -97,6 +97,7 @@ bool ZstdCompress(ByteView plaintext, int zstd_level, Bytes* out) {
     return false;
   }
   out->resize(n);
+  out->shrink_to_fit();  // queued by the caller: hold the frame, not the bound
   return true;
 }
 
