@@ -275,7 +275,7 @@ Status Agent::Run(const RunOptions& options) {
                 job = std::make_unique<BackupJob>();
                 job->id = id;
                 job->job_seq = m.seq;
-                job->target = std::make_unique<RemoteTarget>(id, ckey, cp, level);
+                job->target = std::make_unique<RemoteTarget>(id, ckey, cp, level, options.state_dir + "/cache");
                 job->last_progress = now;
                 o.host = HostName();
                 o.program_version = kCustosVersion;

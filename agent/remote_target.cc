@@ -1,6 +1,12 @@
 #include "agent/remote_target.h"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <cstring>
+
+#include "base/crypto.h"
+#include "base/file_util.h"
 
 #include "storage/blob.h"
 
@@ -10,19 +16,124 @@ using nlohmann::json;
 namespace cap = custos::protocol;
 
 RemoteTarget::RemoteTarget(std::string job, const Key32& chunker_key, const snapshot::ChunkerParams& params,
-                           int zstd_level, size_t max_queued_bytes)
+                           int zstd_level, std::string cache_dir, size_t max_queued_bytes)
     : job_(std::move(job)),
       chunker_key_(chunker_key),
       params_(params),
       zstd_level_(zstd_level),
-      max_queued_(max_queued_bytes) {}
+      max_queued_(max_queued_bytes),
+      cache_dir_(std::move(cache_dir)) {}
+
+namespace {
+
+constexpr char kCacheMagic[8] = {'C', 'S', 'T', 'A', 'G', 'C', '1', '\n'};
+
+// Cache file: magic, root tree ID, total files u64, total bytes u64, then
+// (tree ID, u32 length, tree blob) until the end; all written atomically.
+struct CacheFile {
+  Id root;
+  uint64_t files = 0, bytes = 0;
+  std::unordered_map<Id, Bytes, IdHash> trees;
+};
+
+std::optional<CacheFile> ReadCache(const std::string& path) {
+  auto data = ReadFile(path);
+  if (!data.ok()) return std::nullopt;
+  ByteReader r(*data);
+  ByteView magic;
+  CacheFile c;
+  if (!r.GetBytes(8, &magic) || std::memcmp(magic.data(), kCacheMagic, 8) != 0 || !r.GetArray(&c.root.bytes) ||
+      !r.GetU64(&c.files) || !r.GetU64(&c.bytes)) {
+    return std::nullopt;
+  }
+  while (r.remaining() > 0) {
+    Id id;
+    uint32_t n;
+    ByteView blob;
+    if (!r.GetArray(&id.bytes) || !r.GetU32(&n) || !r.GetBytes(n, &blob)) return std::nullopt;
+    if (Sha256(blob) != id) return std::nullopt;  // a damaged cache is no cache
+    c.trees.emplace(id, Bytes(blob.begin(), blob.end()));
+  }
+  if (!c.trees.count(c.root)) return std::nullopt;
+  return c;
+}
+
+}  // namespace
 
 bool RemoteTarget::Knows(const Id& id) const {
   std::lock_guard<std::mutex> g(mu_);
-  return known_.count(id) > 0;
+  return known_.count(id) > 0 || parent_blobs_.count(id) > 0;
+}
+
+Result<std::optional<snapshot::SnapshotInfo>> RemoteTarget::FindParent(const std::optional<Id>&, const std::string&,
+                                                                       const std::vector<std::string>& paths) {
+  if (cache_dir_.empty()) return std::optional<snapshot::SnapshotInfo>();
+  std::string key;
+  for (const auto& p : paths) key += p + '\0';
+  cache_file_ = cache_dir_ + "/" + Sha256(AsBytes(key)).Hex() + ".trees";
+  auto c = ReadCache(cache_file_);
+  if (!c) return std::optional<snapshot::SnapshotInfo>();
+  std::lock_guard<std::mutex> g(mu_);
+  for (const auto& [id, blob] : c->trees) {
+    auto t = snapshot::DecodeTree(blob);
+    if (!t.ok()) return std::optional<snapshot::SnapshotInfo>();
+    parent_blobs_.insert(id);
+    for (const auto& n : t->nodes) {
+      for (const auto& ch : n.content) parent_blobs_.insert(ch.id);
+    }
+  }
+  parent_trees_ = std::move(c->trees);
+  snapshot::SnapshotInfo info;
+  info.manifest.tree = c->root;
+  info.manifest.summary.total_files = c->files;
+  info.manifest.summary.total_bytes = c->bytes;
+  return std::optional<snapshot::SnapshotInfo>(std::move(info));
+}
+
+std::optional<snapshot::Tree> RemoteTarget::ReadTree(const Id& id) {
+  std::lock_guard<std::mutex> g(mu_);
+  auto it = parent_trees_.find(id);
+  if (it == parent_trees_.end()) return std::nullopt;
+  auto t = snapshot::DecodeTree(it->second);
+  if (!t.ok()) return std::nullopt;
+  return std::move(t).value();
+}
+
+void RemoteTarget::SaveCache(const Id& root, const snapshot::Summary& summary) {
+  if (cache_file_.empty()) return;
+  // Every tree of the new snapshot: new ones, and unchanged ones from the old cache.
+  Bytes out(kCacheMagic, kCacheMagic + 8);
+  Append(out, ByteView(root.bytes.data(), root.bytes.size()));
+  PutU64(out, summary.total_files);
+  PutU64(out, summary.total_bytes);
+  std::vector<Id> todo = {root};
+  std::unordered_set<Id, IdHash> done;
+  std::lock_guard<std::mutex> g(mu_);
+  while (!todo.empty()) {
+    Id id = todo.back();
+    todo.pop_back();
+    if (!done.insert(id).second) continue;
+    const Bytes* blob = nullptr;
+    if (auto it = new_trees_.find(id); it != new_trees_.end()) blob = &it->second;
+    else if (auto jt = parent_trees_.find(id); jt != parent_trees_.end()) blob = &jt->second;
+    if (!blob) return;  // incomplete: keep no cache rather than a wrong one
+    Append(out, ByteView(id.bytes.data(), id.bytes.size()));
+    PutU32(out, uint32_t(blob->size()));
+    Append(out, *blob);
+    auto t = snapshot::DecodeTree(*blob);
+    if (!t.ok()) return;
+    for (const auto& n : t->nodes) {
+      if (n.type == snapshot::NodeType::kDir && !n.subtree.IsZero()) todo.push_back(n.subtree);
+    }
+  }
+  if (MakeDirs(cache_dir_, 0700).ok()) (void)WriteFileAtomic(cache_file_, out, 0600, Overwrite::kYes);
 }
 
 Result<bool> RemoteTarget::Put(storage::BlobType type, const Id& id, ByteView plaintext, uint64_t* stored) {
+  if (type == storage::BlobType::kTree && !cache_dir_.empty()) {
+    std::lock_guard<std::mutex> g(mu_);
+    new_trees_.emplace(id, Bytes(plaintext.begin(), plaintext.end()));
+  }
   Pending p{id, type, false, plaintext.size(), {}};
   p.zstd = storage::ZstdCompress(plaintext, zstd_level_, &p.data);  // in the caller's thread: all cores compress
   if (!p.zstd) p.data.assign(plaintext.begin(), plaintext.end());
@@ -121,8 +232,15 @@ Result<Id> RemoteTarget::Commit(snapshot::Manifest* m) {
   commit_ = json{{"job", job_}, {"tree", m->tree.Hex()}, {"atimes", atimes}, {"paths", m->paths},
                  {"summary", summary}};
   cv_.wait(l, [&] { return done_.has_value() || !failed_.empty(); });
-  if (!failed_.empty()) return UnavailableError("backup job " + job_ + ": " + failed_);
-  return *done_;
+  if (!failed_.empty()) {
+    // The appliance may lack what the cache says it has: start afresh.
+    if (!cache_file_.empty()) ::unlink(cache_file_.c_str());
+    return UnavailableError("backup job " + job_ + ": " + failed_);
+  }
+  Id snap = *done_;
+  l.unlock();
+  SaveCache(m->tree, m->summary);
+  return snap;
 }
 
 }  // namespace custos::agent

@@ -11,8 +11,12 @@
 // The agent holds no repository key: blobs travel compressed but not
 // sealed (CURVE encrypts the connection), and the appliance checks each
 // blob's SHA-256 before it seals and stores it. The agent never reads from
-// the appliance, so there is no parent tree here: FindParent finds none and
-// every file is read (HAVE/LACK keeps unchanged content off the wire).
+// the appliance: its files cache is its own. After a committed backup it
+// keeps that snapshot's trees in `cache_dir` (one file per set of paths,
+// written atomically); the next backup of the same paths uses them as the
+// parent, so unchanged files are not read and their chunks, already on the
+// appliance, are not offered again. A COMMIT the appliance refuses drops
+// the cache (the next run reads everything).
 //
 // Thread-safety: Put/Knows from any thread; Pump and the On* calls from the
 // session thread; Commit from the archiver's main thread.
@@ -36,8 +40,9 @@ namespace custos::agent {
 
 class RemoteTarget : public snapshot::BackupTarget {
  public:
+  // `cache_dir`: where the files cache lives (empty: no cache).
   RemoteTarget(std::string job, const Key32& chunker_key, const snapshot::ChunkerParams& params, int zstd_level,
-               size_t max_queued_bytes = size_t(16) << 20);
+               std::string cache_dir = "", size_t max_queued_bytes = size_t(16) << 20);
 
   // ---- snapshot::BackupTarget
   const Key32& chunker_key() const override { return chunker_key_; }
@@ -46,10 +51,8 @@ class RemoteTarget : public snapshot::BackupTarget {
   bool Knows(const Id& id) const override;
   Result<bool> Put(storage::BlobType type, const Id& id, ByteView plaintext, uint64_t* stored) override;
   Result<std::optional<snapshot::SnapshotInfo>> FindParent(const std::optional<Id>&, const std::string&,
-                                                           const std::vector<std::string>&) override {
-    return std::optional<snapshot::SnapshotInfo>();
-  }
-  std::optional<snapshot::Tree> ReadTree(const Id&) override { return std::nullopt; }
+                                                           const std::vector<std::string>& paths) override;
+  std::optional<snapshot::Tree> ReadTree(const Id& id) override;
   Result<Id> Commit(snapshot::Manifest* m) override;
 
   // ---- the session thread
@@ -82,6 +85,13 @@ class RemoteTarget : public snapshot::BackupTarget {
   const snapshot::ChunkerParams params_;
   const int zstd_level_;
   const size_t max_queued_;
+  const std::string cache_dir_;
+  std::string cache_file_;  // for the paths of this backup (set by FindParent)
+  std::unordered_map<Id, Bytes, IdHash> parent_trees_;  // the cached snapshot's trees
+  std::unordered_map<Id, Bytes, IdHash> new_trees_;     // trees Put in this backup
+  std::unordered_set<Id, IdHash> parent_blobs_;         // every blob the cached snapshot references
+
+  void SaveCache(const Id& root, const snapshot::Summary& summary);
 
   mutable std::mutex mu_;
   std::condition_variable cv_;

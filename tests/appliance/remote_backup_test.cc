@@ -96,6 +96,17 @@ TEST_CASE("remote backup: an agent backs up, the appliance stamps and stores, th
   json snaps2 = json::parse(a.Repo("--json snapshots").out);
   REQUIRE(snaps2.size() == 2);
   REQUIRE(snaps2[1]["summary"]["data_blobs_added"] == 0);
+  // The agent's own files cache: nothing was read again.
+  REQUIRE(snaps2[1]["summary"]["files_unmodified"] == 52);
+  REQUIRE(snaps2[1]["summary"]["bytes_read"] == 0);
+  // A changed file is read again, and only it.
+  test::WriteString(src + "/etc/f7", "config 7, edited");
+  REQUIRE_EXIT(Cli(a.data, "backup --agent db01 " + Q(src)), 0);
+  json snaps2b = json::parse(a.Repo("--json snapshots").out);
+  REQUIRE(snaps2b.size() == 3);
+  REQUIRE(snaps2b[2]["summary"]["files_unmodified"] == 51);
+  REQUIRE(snaps2b[2]["summary"]["files_changed"] == 1);
+  REQUIRE(snaps2b[2]["summary"]["data_blobs_added"] == 1);
 
   // A second server with the same data: the appliance asks for every blob
   // (it never tells db02 what db01 holds), and stores none twice.
@@ -104,9 +115,10 @@ TEST_CASE("remote backup: an agent backs up, the appliance stamps and stores, th
   RunResult b3 = Cli(a.data, "--json backup --agent db02 " + Q(src));
   REQUIRE_EXIT(b3, 0);
   json snaps3 = json::parse(a.Repo("--json snapshots").out);
-  REQUIRE(snaps3.size() == 3);
-  REQUIRE(snaps3[2]["host"] == "db02");
-  REQUIRE(snaps3[2]["summary"]["data_blobs_added"] == added1);  // all sent: no side channel
+  REQUIRE(snaps3.size() == 4);
+  REQUIRE(snaps3[3]["host"] == "db02");
+  // All sent (as many as db01 first sent; f7 changed, not added): no side channel.
+  REQUIRE(snaps3[3]["summary"]["data_blobs_added"] == added1);
   uint64_t after = RepoBytes(a.data + "/repository/data");
   INFO("data grew from " << before << " to " << after);
   REQUIRE(after < before + (64u << 10));  // but stored once (a few small packs of trees at most)
