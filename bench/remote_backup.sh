@@ -9,6 +9,7 @@
 #   BIN_DIR: where custos, custosd and custos-agent are (default build/cmd).
 # Env: REPS (default 2), COLD (1: drop the page cache before each timed run),
 #      SERVER (default WORKDIR/server).
+# Steps per rep: first backup and unchanged re-backup, local and through the agent.
 # Output: one line per run and a markdown table (wall, throughput, peak RSS of
 #   custos / custosd / custos-agent) on stdout; runs in WORKDIR/remote/runs.csv.
 set -euo pipefail
@@ -46,6 +47,15 @@ for rep in $(seq "$REPS"); do
   wall=$(echo "$t1 - $t0" | bc)
   echo "local,$rep,$wall,$BYTES,$(tail -1 "$OUT/time.txt"),0,0" >>"$CSV"
   echo "[$(date +%T)] local rep$rep: wall=${wall}s rss=$(tail -1 "$OUT/time.txt")KB" >&2
+  # The unchanged re-backup (a quiet night).
+  drop_cache
+  t0=$(now)
+  /usr/bin/time -f "%M" -o "$OUT/time.txt" "$BIN/custos" backup --repo "$OUT/local-repo" --password-file "$OUT/pass" \
+    --quiet "$SERVER"
+  t1=$(now)
+  wall=$(echo "$t1 - $t0" | bc)
+  echo "local-unchanged,$rep,$wall,$BYTES,$(tail -1 "$OUT/time.txt"),0,0" >>"$CSV"
+  echo "[$(date +%T)] local unchanged rep$rep: wall=${wall}s" >&2
 
   # Through the appliance: a fresh custosd and agent on loopback.
   rm -rf "$OUT/appliance" "$OUT/agent"
@@ -68,11 +78,19 @@ for rep in $(seq "$REPS"); do
   wall=$(echo "$t1 - $t0" | bc)
   drss=$(hwm $dpid)
   arss=$(hwm $apid)
+  echo "remote,$rep,$wall,$BYTES,$(tail -1 "$OUT/time.txt"),$drss,$arss" >>"$CSV"
+  echo "[$(date +%T)] remote rep$rep: wall=${wall}s custosd=${drss}KB agent=${arss}KB" >&2
+  # The unchanged re-backup: the agent's files cache, HAVE/LACK.
+  drop_cache
+  t0=$(now)
+  /usr/bin/time -f "%M" -o "$OUT/time.txt" "$BIN/custos" --data-dir "$OUT/appliance" --quiet backup --agent bench "$SERVER"
+  t1=$(now)
+  wall=$(echo "$t1 - $t0" | bc)
+  echo "remote-unchanged,$rep,$wall,$BYTES,$(tail -1 "$OUT/time.txt"),$(hwm $dpid),$(hwm $apid)" >>"$CSV"
+  echo "[$(date +%T)] remote unchanged rep$rep: wall=${wall}s" >&2
   kill $apid $dpid
   wait $apid $dpid 2>/dev/null || true
   dpid= apid=
-  echo "remote,$rep,$wall,$BYTES,$(tail -1 "$OUT/time.txt"),$drss,$arss" >>"$CSV"
-  echo "[$(date +%T)] remote rep$rep: wall=${wall}s custosd=${drss}KB agent=${arss}KB" >&2
 done
 
 python3 - "$CSV" <<'PY'
@@ -90,4 +108,6 @@ print("|---|---|---|---|")
 print(f"| local `custos backup` | {lw:.2f} | {b/2**20/lw:.1f} | {med('local','custos_rss_kb')/1024:.1f} |")
 print(f"| `custos backup --agent` over loopback | {rw:.2f} | {b/2**20/rw:.1f} | custosd {med('remote','custosd_rss_kb')/1024:.1f}, agent {med('remote','agent_rss_kb')/1024:.1f} |")
 print(f"\nremote throughput / local throughput: {lw/rw:.2f} (target at least 0.80)")
+lu, ru = med("local-unchanged", "wall_s"), med("remote-unchanged", "wall_s")
+print(f"unchanged re-backup: local {lu:.2f} s, through the agent {ru:.2f} s, ratio {lu/ru:.2f}")
 PY
