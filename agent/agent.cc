@@ -118,6 +118,13 @@ struct BackupJob {
   Status status;  // set before finished
   std::atomic<uint64_t> files{0}, bytes{0};
   std::chrono::steady_clock::time_point last_progress;
+
+  // Ends the job from the session's side: whatever the archiver waits on
+  // returns `why`, and its thread is joined.
+  void Abandon(const std::string& why) {
+    target->Fail(why);
+    if (thread.joinable()) thread.join();
+  }
 };
 
 // Parses JOB params for a backup; InvalidArgument names what is wrong.
@@ -206,10 +213,7 @@ Status Agent::Run(const RunOptions& options) {
   struct JobGuard {  // a job thread never outlives Run
     std::unique_ptr<BackupJob>& j;
     ~JobGuard() {
-      if (j) {
-        j->target->Fail("agent stopping");
-        if (j->thread.joinable()) j->thread.join();
-      }
+      if (j) j->Abandon("agent stopping");
     }
   } guard{job};
   try {
@@ -239,8 +243,7 @@ Status Agent::Run(const RunOptions& options) {
       };
       auto end_job = [&](const std::string& why) {
         if (!job) return;
-        job->target->Fail(why);
-        if (job->thread.joinable()) job->thread.join();
+        job->Abandon(why);
         job.reset();
       };
       while (!stop_.load()) {
@@ -349,8 +352,7 @@ Status Agent::Run(const RunOptions& options) {
         }
         if (std::chrono::duration_cast<std::chrono::milliseconds>(now - last_sent).count() >= heartbeat_ms / 2 &&
             greeted) {
-          SendMsg(*sock, cap::Make("PING", ++seq));
-          last_sent = now;
+          send(cap::Make("PING", 0));
         }
       }
     }

@@ -87,11 +87,15 @@ struct Job {
 
 int64_t NowS() { return int64_t(::time(nullptr)); }
 
-
-
-}  // namespace
-
-namespace {
+// The passphrase in `path`, without its line end.
+Result<std::string> ReadPassphrase(const std::string& path) {
+  auto text = ReadFile(path);
+  if (!text.ok()) return text.status();
+  std::string pass(text->begin(), text->end());
+  SecureWipe(text->data(), text->size());
+  while (!pass.empty() && (pass.back() == '\n' || pass.back() == '\r')) pass.pop_back();
+  return pass;
+}
 
 // Opens the appliance's repository, creating it (and its passphrase file)
 // on first start, and takes its writer lock for as long as custosd runs.
@@ -104,17 +108,16 @@ Result<std::unique_ptr<storage::Repository>> OpenRepository(const ServerOptions&
   if (!size.ok() && size.status().code() == Code::kNotFound) {
     // First start: a random passphrase, written before the repository
     // exists so that it can never be lost in between.
-    auto existing = ReadFile(pass_path);
+    auto read = ReadPassphrase(pass_path);
     std::string pass;
-    if (existing.ok()) {
-      pass.assign(existing->begin(), existing->end());
+    if (read.ok()) {
+      pass = std::move(read).value();
     } else {
       uint8_t rnd[32];
       RandomBytes(rnd, sizeof rnd);
       pass = ToHex(ByteView(rnd, sizeof rnd));
       RETURN_IF_ERROR(WriteFileAtomic(pass_path, AsBytes(pass + "\n"), 0600, Overwrite::kNo));
     }
-    while (!pass.empty() && (pass.back() == '\n' || pass.back() == '\r')) pass.pop_back();
     storage::InitOptions io;
     if (o.kdf_ops) io.kdf.ops = o.kdf_ops;
     if (o.kdf_mib) io.kdf.mem_bytes = uint64_t(o.kdf_mib) << 20;
@@ -133,10 +136,9 @@ Result<std::unique_ptr<storage::Repository>> OpenRepository(const ServerOptions&
     }
     repo = std::move(init->repo);
   } else {
-    auto text = ReadFile(pass_path);
-    if (!text.ok()) return text.status().Annotate("repository passphrase file");
-    std::string pass(text->begin(), text->end());
-    while (!pass.empty() && (pass.back() == '\n' || pass.back() == '\r')) pass.pop_back();
+    auto read = ReadPassphrase(pass_path);
+    if (!read.ok()) return read.status().Annotate("repository passphrase file");
+    std::string pass = std::move(read).value();
     auto opened = storage::Repository::Open(std::move(backend), pass);
     SecureWipe(pass.data(), pass.size());
     if (!opened.ok()) return opened.status().Annotate("repository " + path);
@@ -351,23 +353,15 @@ struct Server::Impl {
     if (!req.contains("paths") || !req["paths"].is_array() || req["paths"].empty()) {
       return json{{"ok", false}, {"error", "backup: no paths"}};
     }
-    std::vector<std::string> paths;
+    std::vector<std::string> given;
     for (const auto& x : req["paths"]) {
       if (!x.is_string() || x.get<std::string>().empty() || x.get<std::string>()[0] != '/') {
         return json{{"ok", false}, {"error", "backup: paths must be absolute"}};
       }
-      paths.push_back(snapshot::NormalizePath(x.get<std::string>()));
+      given.push_back(x.get<std::string>());
     }
-    // As the archiver records them: sorted, unique, none inside another.
-    std::sort(paths.begin(), paths.end());
-    paths.erase(std::unique(paths.begin(), paths.end()), paths.end());
-    std::vector<std::string> roots;
-    for (const auto& p : paths) {
-      bool inside = std::any_of(roots.begin(), roots.end(),
-                                [&](const std::string& r) { return r == "/" || p.rfind(r + "/", 0) == 0; });
-      if (!inside) roots.push_back(p);
-    }
-    paths = roots;
+    // As the archiver will record them, so that COMMIT can be checked.
+    std::vector<std::string> paths = snapshot::BackupRoots(given);
     std::string peer_id;
     int64_t now = NowMs();
     for (auto& [pid, p] : peers) {

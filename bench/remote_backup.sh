@@ -34,30 +34,33 @@ trap 'kill $apid $dpid 2>/dev/null || true' EXIT
 hwm() { awk '/VmHWM/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 now() { date +%s.%N; }
 
+# timed MODE REP COMMAND...: drops the cache, runs COMMAND under time(1) and
+# appends a CSV row (custosd and agent peak RSS when they run).
+timed() {
+  local mode=$1 rep=$2 t0 t1 wall
+  shift 2
+  drop_cache
+  t0=$(now)
+  /usr/bin/time -f "%M" -o "$OUT/time.txt" "$@"
+  t1=$(now)
+  wall=$(echo "$t1 - $t0" | bc)
+  local drss=0 arss=0
+  if [[ -n $dpid ]]; then drss=$(hwm "$dpid"); arss=$(hwm "$apid"); fi
+  echo "$mode,$rep,$wall,$BYTES,$(tail -1 "$OUT/time.txt"),$drss,$arss" >>"$CSV"
+  echo "[$(date +%T)] $mode rep$rep: wall=${wall}s custos=$(tail -1 "$OUT/time.txt")KB custosd=${drss}KB agent=${arss}KB" >&2
+}
+
 for rep in $(seq "$REPS"); do
-  # Local mode: a fresh repository, one backup.
+  # Local mode: a fresh repository, a first backup and an unchanged re-backup.
   rm -rf "$OUT/local-repo"
   printf 'bench\n' >"$OUT/pass"
   "$BIN/custos" init --repo "$OUT/local-repo" --password-file "$OUT/pass" --quiet >/dev/null
-  drop_cache
-  t0=$(now)
-  /usr/bin/time -f "%M" -o "$OUT/time.txt" "$BIN/custos" backup --repo "$OUT/local-repo" --password-file "$OUT/pass" \
-    --quiet "$SERVER"
-  t1=$(now)
-  wall=$(echo "$t1 - $t0" | bc)
-  echo "local,$rep,$wall,$BYTES,$(tail -1 "$OUT/time.txt"),0,0" >>"$CSV"
-  echo "[$(date +%T)] local rep$rep: wall=${wall}s rss=$(tail -1 "$OUT/time.txt")KB" >&2
-  # The unchanged re-backup (a quiet night).
-  drop_cache
-  t0=$(now)
-  /usr/bin/time -f "%M" -o "$OUT/time.txt" "$BIN/custos" backup --repo "$OUT/local-repo" --password-file "$OUT/pass" \
-    --quiet "$SERVER"
-  t1=$(now)
-  wall=$(echo "$t1 - $t0" | bc)
-  echo "local-unchanged,$rep,$wall,$BYTES,$(tail -1 "$OUT/time.txt"),0,0" >>"$CSV"
-  echo "[$(date +%T)] local unchanged rep$rep: wall=${wall}s" >&2
+  local_backup=("$BIN/custos" backup --repo "$OUT/local-repo" --password-file "$OUT/pass" --quiet "$SERVER")
+  timed local "$rep" "${local_backup[@]}"
+  timed local-unchanged "$rep" "${local_backup[@]}"
 
-  # Through the appliance: a fresh custosd and agent on loopback.
+  # Through the appliance: a fresh custosd and agent on loopback, the same
+  # two backups (the second uses the agent's files cache and HAVE/LACK).
   rm -rf "$OUT/appliance" "$OUT/agent"
   "$BIN/custosd" --data-dir "$OUT/appliance" --listen tcp://127.0.0.1:0 >"$OUT/custosd.out" 2>"$OUT/custosd.log" &
   dpid=$!
@@ -71,23 +74,9 @@ for rep in $(seq "$REPS"); do
     "$BIN/custos" --data-dir "$OUT/appliance" --json status 2>/dev/null | grep -q '"connected":true' && break
     sleep 0.1
   done
-  drop_cache
-  t0=$(now)
-  /usr/bin/time -f "%M" -o "$OUT/time.txt" "$BIN/custos" --data-dir "$OUT/appliance" --quiet backup --agent bench "$SERVER"
-  t1=$(now)
-  wall=$(echo "$t1 - $t0" | bc)
-  drss=$(hwm $dpid)
-  arss=$(hwm $apid)
-  echo "remote,$rep,$wall,$BYTES,$(tail -1 "$OUT/time.txt"),$drss,$arss" >>"$CSV"
-  echo "[$(date +%T)] remote rep$rep: wall=${wall}s custosd=${drss}KB agent=${arss}KB" >&2
-  # The unchanged re-backup: the agent's files cache, HAVE/LACK.
-  drop_cache
-  t0=$(now)
-  /usr/bin/time -f "%M" -o "$OUT/time.txt" "$BIN/custos" --data-dir "$OUT/appliance" --quiet backup --agent bench "$SERVER"
-  t1=$(now)
-  wall=$(echo "$t1 - $t0" | bc)
-  echo "remote-unchanged,$rep,$wall,$BYTES,$(tail -1 "$OUT/time.txt"),$(hwm $dpid),$(hwm $apid)" >>"$CSV"
-  echo "[$(date +%T)] remote unchanged rep$rep: wall=${wall}s" >&2
+  remote_backup=("$BIN/custos" --data-dir "$OUT/appliance" --quiet backup --agent bench "$SERVER")
+  timed remote "$rep" "${remote_backup[@]}"
+  timed remote-unchanged "$rep" "${remote_backup[@]}"
   kill $apid $dpid
   wait $apid $dpid 2>/dev/null || true
   dpid= apid=

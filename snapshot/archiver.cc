@@ -900,18 +900,7 @@ Result<BackupResult> Archiver::Run() {
     ::setrlimit(RLIMIT_NOFILE, &rl);
   }
 
-  // Normalise and deduplicate paths (drop paths inside other paths).
-  std::vector<std::string> paths;
-  for (const auto& p : opts_.paths) paths.push_back(NormalizePath(p));
-  std::sort(paths.begin(), paths.end());
-  paths.erase(std::unique(paths.begin(), paths.end()), paths.end());
-  std::vector<std::string> roots;
-  for (const auto& p : paths) {
-    bool inside = std::any_of(roots.begin(), roots.end(), [&](const std::string& r) {
-      return r == "/" || p.rfind(r + "/", 0) == 0;
-    });
-    if (!inside) roots.push_back(p);
-  }
+  std::vector<std::string> roots = BackupRoots(opts_.paths);
   VDir vroot;
   bool whole_root = false;
   for (const auto& r : roots) {
@@ -1081,6 +1070,21 @@ Result<BackupResult> Archiver::Run() {
 }
 
 }  // namespace
+
+std::vector<std::string> BackupRoots(const std::vector<std::string>& paths) {
+  std::vector<std::string> sorted;
+  for (const auto& p : paths) sorted.push_back(NormalizePath(p));
+  std::sort(sorted.begin(), sorted.end());
+  sorted.erase(std::unique(sorted.begin(), sorted.end()), sorted.end());
+  std::vector<std::string> roots;
+  for (const auto& p : sorted) {
+    bool inside = std::any_of(roots.begin(), roots.end(), [&](const std::string& r) {
+      return r == "/" || p.rfind(r + "/", 0) == 0;
+    });
+    if (!inside) roots.push_back(p);
+  }
+  return roots;
+}
 
 Result<BackupResult> Backup(BackupTarget& target, const BackupOptions& options) {
   Archiver a(target, options);

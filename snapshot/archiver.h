@@ -72,6 +72,10 @@ Result<BackupResult> Backup(storage::Repository& repo, const BackupOptions& opti
 // ("/a/./b/../c/" -> "/a/c"); does not follow symlinks.
 std::string NormalizePath(const std::string& path);
 
+// The backup paths as a snapshot records them: normalised, sorted, unique,
+// and none inside another ("/a", "/a/b" -> "/a").
+std::vector<std::string> BackupRoots(const std::vector<std::string>& paths);
+
 // Whether `name` (at absolute path `path`) matches an exclude pattern:
 // patterns without '/' match the name, others the whole path or a prefix
 // of it ending at a '/'. fnmatch(3) globbing.
