@@ -119,13 +119,42 @@ struct BackupJob {
   std::atomic<uint64_t> files{0}, bytes{0};
   std::chrono::steady_clock::time_point last_progress;
 
+  // What starts (and restarts) the archiver.
+  snapshot::BackupOptions options;
+  Key32 chunker_key{};
+  snapshot::ChunkerParams chunker;
+  int zstd_level = 0;
+  std::string cache_dir;
+  // Sessions that broke since the job last made progress (a CREDIT, LACK
+  // or DONE): a job that cannot get through is given up after a few.
+  int breaks = 0;
+
+  // Runs the archiver on its own thread, into a fresh target.
+  void Start() {
+    target = std::make_unique<RemoteTarget>(id, chunker_key, chunker, zstd_level, cache_dir);
+    finished = false;
+    options.progress = [this](const snapshot::BackupProgress& p) {
+      files = p.files_done;
+      bytes = p.bytes_done;
+    };
+    thread = std::thread([this] {
+      auto res = snapshot::Backup(*target, options);
+      status = res.ok() ? Status::Ok() : res.status();
+      finished = true;
+    });
+  }
+
   // Ends the job from the session's side: whatever the archiver waits on
   // returns `why`, and its thread is joined.
-  void Abandon(const std::string& why) {
-    target->Fail(why);
+  void Abandon(const std::string& why, bool drop_cache = false) {
+    target->Fail(why, drop_cache);
     if (thread.joinable()) thread.join();
   }
 };
+
+// Sessions a job may lose in a row (without progress) before the agent
+// gives it up.
+constexpr int kMaxBreaks = 5;
 
 // Parses JOB params for a backup; InvalidArgument names what is wrong.
 Status ParseBackupParams(const json& p, snapshot::BackupOptions* o, Key32* chunker_key,
@@ -229,7 +258,7 @@ Status Agent::Run(const RunOptions& options) {
                                 {"version", kCustosVersion},
                                 {"host", HostName()},
                                 {"os", "linux"},
-                                {"resume", json::array()}}));
+                                {"resume", job ? json::array({job->id}) : json::array()}}));
       auto last_heard = std::chrono::steady_clock::now();
       auto last_sent = last_heard;
       bool greeted = false;
@@ -241,10 +270,23 @@ Status Agent::Run(const RunOptions& options) {
         if (!SendMsg(*sock, m)) send_failed = true;
         last_sent = std::chrono::steady_clock::now();
       };
-      auto end_job = [&](const std::string& why) {
+      auto end_job = [&](const std::string& why, bool drop_cache = false) {
         if (!job) return;
-        job->Abandon(why);
+        job->Abandon(why, drop_cache);
         job.reset();
+      };
+      // The session is over but the job is not: the next session asks the
+      // appliance to continue it (cap.md section 7).
+      auto detach_job = [&](const std::string& why) {
+        if (!job) return;
+        if (++job->breaks > kMaxBreaks) {
+          say("backup job " + job->id + " given up: " + why + " (" + std::to_string(kMaxBreaks) +
+              " sessions in a row without progress)");
+          end_job(why);
+          return;
+        }
+        job->target->Detach();
+        say("backup job " + job->id + " waits for the appliance: " + why);
       };
       while (!stop_.load()) {
         auto r = Receive(*sock, job ? 5 : 200);
@@ -258,6 +300,30 @@ Status Agent::Run(const RunOptions& options) {
             heartbeat_ms = int(m.header["heartbeat_ms"].get<uint64_t>());
             credit = m.header["credit"].get<uint64_t>();
             say("connected as " + s.name);
+            if (job) {
+              // What the appliance says about the job this agent was running.
+              const json& js = m.header["jobs"];
+              json entry = js.contains(job->id) && js[job->id].is_object() ? js[job->id] : json::object();
+              std::string action = entry.contains("action") && entry["action"].is_string() ? entry["action"] : "gone";
+              job->job_seq = 1;  // an ERROR about this job now refers to our HELLO
+              if (action == "continue") {
+                say("backup job " + job->id + " continues");
+              } else if (action == "restart") {
+                // The appliance lost what it had not yet written: walk again
+                // (the files cache of the last committed snapshot still holds).
+                job->Abandon("the appliance restarted");
+                job->Start();
+                say("backup job " + job->id + " restarts: the appliance lost its state");
+              } else if (std::optional<Id> snap;
+                         action == "done" && entry.contains("snapshot") && entry["snapshot"].is_string() &&
+                         (snap = Id::FromHex(entry["snapshot"].get<std::string>()))) {
+                job->target->OnDone(*snap);
+                say("backup job " + job->id + " done: snapshot " + snap->Short());
+              } else {
+                say("backup job " + job->id + " given up: the appliance no longer runs it");
+                end_job("the appliance no longer runs the job");
+              }
+            }
           } else if (m.type == "PING") {
             send(cap::Make("PONG", 0));
           } else if (m.type == "JOB") {
@@ -267,41 +333,35 @@ Status Agent::Run(const RunOptions& options) {
             } else if (m.header["kind"] != "backup") {
               send(cap::MakeError(0, cap::ErrorCode::kMalformed, "this agent runs backup jobs only", m.seq));
             } else {
-              snapshot::BackupOptions o;
-              Key32 ckey{};
-              snapshot::ChunkerParams cp;
-              int level = 0;
-              Status ps = ParseBackupParams(m.header["params"], &o, &ckey, &cp, &level);
+              auto j = std::make_unique<BackupJob>();
+              Status ps = ParseBackupParams(m.header["params"], &j->options, &j->chunker_key, &j->chunker,
+                                            &j->zstd_level);
               if (!ps.ok()) {
                 send(cap::MakeError(0, cap::ErrorCode::kMalformed, ps.message(), m.seq));
               } else {
-                job = std::make_unique<BackupJob>();
-                job->id = id;
-                job->job_seq = m.seq;
-                job->target = std::make_unique<RemoteTarget>(id, ckey, cp, level, options.state_dir + "/cache");
-                job->last_progress = now;
-                o.host = HostName();
-                o.program_version = kCustosVersion;
-                o.progress_interval_ms = 500;
-                BackupJob* j = job.get();
-                o.progress = [j](const snapshot::BackupProgress& p) {
-                  j->files = p.files_done;
-                  j->bytes = p.bytes_done;
-                };
+                j->id = id;
+                j->job_seq = m.seq;
+                j->cache_dir = options.state_dir + "/cache";
+                j->last_progress = now;
+                j->options.host = HostName();
+                j->options.program_version = kCustosVersion;
+                j->options.progress_interval_ms = 500;
                 send(cap::Make("ACCEPT", 0, {{"job", id}}));
                 say("backup job " + id + " started");
-                j->thread = std::thread([j, o] {
-                  auto res = snapshot::Backup(*j->target, o);
-                  j->status = res.ok() ? Status::Ok() : res.status();
-                  j->finished = true;
-                });
+                job = std::move(j);
+                job->Start();
               }
             }
           } else if (m.type == "LACK" && job && m.header["job"] == job->id) {
+            job->breaks = 0;
             job->target->OnLack(m.header["ids"]);
           } else if (m.type == "CREDIT") {
             credit += m.header["bytes"].get<uint64_t>();
             slots = std::min(kBlobSlots, slots + 1);
+            if (job && m.header["job"] == job->id) {
+              job->breaks = 0;
+              job->target->OnCredit();
+            }
           } else if (m.type == "DONE" && job && m.header["job"] == job->id) {
             if (auto snap = Id::FromHex(m.header["snapshot"].get<std::string>())) {
               job->target->OnDone(*snap);
@@ -316,12 +376,19 @@ Status Agent::Run(const RunOptions& options) {
               return UnauthenticatedError("the appliance refused this agent: " + reason);
             }
             say("error " + std::to_string(code) + ": " + reason);
+            if (code == uint64_t(cap::ErrorCode::kMalformed) || code == uint64_t(cap::ErrorCode::kOutOfOrder)) {
+              // Out of step (the connection was re-established under us, or
+              // the appliance restarted): a fresh session greets again and
+              // asks to continue the job.
+              detach_job("the session with the appliance is out of step");
+              break;
+            }
             if (job) {
-              // The job's messages are the only ones that can go wrong now.
-              end_job("appliance error " + std::to_string(code) + ": " + reason);
+              // The appliance refused the job (its blobs or COMMIT, or it no
+              // longer knows it): it may lack what the files cache says.
+              end_job("appliance error " + std::to_string(code) + ": " + reason, true);
               continue;
             }
-            break;  // out of step (the appliance restarted?): a fresh session greets again
           }
         }
         if (job && greeted) {
@@ -343,11 +410,11 @@ Status Agent::Run(const RunOptions& options) {
         auto silence = std::chrono::duration_cast<std::chrono::milliseconds>(now - last_heard).count();
         if (send_failed) {
           say("a message could not be queued to the appliance: starting a fresh session");
-          end_job("a message to the appliance could not be queued");
+          detach_job("a message to the appliance could not be queued");
           break;
         }
         if (silence > 3 * heartbeat_ms) {
-          end_job("connection to the appliance lost");
+          detach_job("connection to the appliance lost");
           break;  // gone: dial again
         }
         if (std::chrono::duration_cast<std::chrono::milliseconds>(now - last_sent).count() >= heartbeat_ms / 2 &&

@@ -167,6 +167,7 @@ void RemoteTarget::Pump(const std::function<void(cap::Message)>& send, uint64_t*
     ++blobs_sent_;
     bytes_sent_ += p.data.size();
     known_.insert(p.id);
+    inflight_.push_back(std::move(p));
     to_send_.pop_front();
     send(std::move(m));
     freed = true;
@@ -208,15 +209,34 @@ void RemoteTarget::OnLack(const json& ids) {
   cv_.notify_all();
 }
 
+void RemoteTarget::OnCredit() {
+  std::lock_guard<std::mutex> g(mu_);
+  if (!inflight_.empty()) inflight_.pop_front();
+}
+
+void RemoteTarget::Detach() {
+  std::lock_guard<std::mutex> g(mu_);
+  for (auto it = inflight_.rbegin(); it != inflight_.rend(); ++it) {
+    queued_bytes_ += it->data.size();
+    to_send_.push_front(std::move(*it));
+  }
+  inflight_.clear();
+  for (auto it = asked_.rbegin(); it != asked_.rend(); ++it) queue_.push_front(std::move(*it));
+  asked_.clear();
+  have_outstanding_ = false;
+  commit_sent_ = false;
+}
+
 void RemoteTarget::OnDone(const Id& snapshot) {
   std::lock_guard<std::mutex> g(mu_);
   done_ = snapshot;
   cv_.notify_all();
 }
 
-void RemoteTarget::Fail(const std::string& reason) {
+void RemoteTarget::Fail(const std::string& reason, bool drop_cache) {
   std::lock_guard<std::mutex> g(mu_);
   if (failed_.empty()) failed_ = reason.empty() ? "failed" : reason;
+  drop_cache_ = drop_cache_ || drop_cache;
   cv_.notify_all();
 }
 
@@ -234,7 +254,7 @@ Result<Id> RemoteTarget::Commit(snapshot::Manifest* m) {
   cv_.wait(l, [&] { return done_.has_value() || !failed_.empty(); });
   if (!failed_.empty()) {
     // The appliance may lack what the cache says it has: start afresh.
-    if (!cache_file_.empty()) ::unlink(cache_file_.c_str());
+    if (drop_cache_ && !cache_file_.empty()) ::unlink(cache_file_.c_str());
     return UnavailableError("backup job " + job_ + ": " + failed_);
   }
   Id snap = *done_;

@@ -18,6 +18,10 @@
 // appliance, are not offered again. A COMMIT the appliance refuses drops
 // the cache (the next run reads everything).
 //
+// A dropped session does not end the job: Detach puts what was in flight
+// back in line, and the next session that continues the job sends it again
+// (content addressed: a blob that did arrive is stored once).
+//
 // Thread-safety: Put/Knows from any thread; Pump and the On* calls from the
 // session thread; Commit from the archiver's main thread.
 #pragma once
@@ -63,10 +67,18 @@ class RemoteTarget : public snapshot::BackupTarget {
   // messages) can fill, so no message is ever dropped.
   void Pump(const std::function<void(protocol::Message)>& send, uint64_t* credit, int* slots);
   void OnLack(const nlohmann::json& ids);
+  // One CREDIT: the oldest BLOB in flight was answered.
+  void OnCredit();
   void OnDone(const Id& snapshot);
-  // The job failed (an ERROR from the appliance, a lost connection):
-  // blocked and later calls return this reason.
-  void Fail(const std::string& reason);
+  // The session broke (cap.md section 7): what was in flight is sent again
+  // on the next session that continues the job: BLOBs not yet answered by a
+  // CREDIT, the outstanding HAVE, the COMMIT if no DONE came.
+  void Detach();
+  // The job failed (an ERROR from the appliance, it was given up):
+  // blocked and later calls return this reason. `drop_cache`: the
+  // appliance refused the job's blobs or COMMIT, so the files cache may
+  // name blobs it lacks (the next backup reads everything).
+  void Fail(const std::string& reason, bool drop_cache = false);
   const std::string& job() const { return job_; }
 
   uint64_t blobs_sent() const { return blobs_sent_; }
@@ -98,6 +110,7 @@ class RemoteTarget : public snapshot::BackupTarget {
   std::deque<Pending> queue_;    // waiting for a HAVE
   std::vector<Pending> asked_;   // in the outstanding HAVE
   std::deque<Pending> to_send_;  // lacking: waiting for credit
+  std::deque<Pending> inflight_;  // sent, no CREDIT yet (bounded by the credit)
   size_t queued_bytes_ = 0;      // all three
   bool have_outstanding_ = false;
   std::unordered_set<Id, IdHash> known_;  // the appliance did not ask for these
@@ -105,6 +118,7 @@ class RemoteTarget : public snapshot::BackupTarget {
   bool commit_sent_ = false;
   std::optional<Id> done_;
   std::string failed_;
+  bool drop_cache_ = false;
   uint64_t blobs_sent_ = 0, bytes_sent_ = 0;
 };
 

@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <map>
+#include <set>
 #include <unordered_set>
 
 #include "appliance/registry.h"
@@ -82,8 +83,75 @@ struct Job {
   // already references, and what arrived in this job. Nothing else, so no
   // agent learns what other servers hold.
   std::unordered_set<Id, IdHash> host_blobs, received;
+  bool host_blobs_loaded = false;
   uint64_t data_blobs = 0, tree_blobs = 0, bytes_stored = 0, rejected = 0;
+  // Resumption (cap.md section 7). A job whose agent went silent, or that a
+  // previous custosd left running, waits `resume_window_s` for the agent to
+  // say HELLO {resume: [job]} (detached_ms: when it started waiting; 0 while
+  // an agent session serves it).
+  int64_t detached_ms = 0;
+  // Adopted from a daemon that stopped without saving the job's state (a
+  // crash): what it received may have been lost with its open pack, so the
+  // agent must walk again (WELCOME action "restart").
+  bool needs_restart = false;
 };
+
+// The state of a running backup job saved by a custosd that stops cleanly
+// (after flushing the repository, so every received blob is in a pack):
+// DATA_DIR/jobs/JOB.resume = "CUSTOSJ1" || u64 data_blobs, tree_blobs,
+// bytes_stored, rejected, n || n x 32-octet blob IDs || SHA-256 of all before.
+constexpr char kResumeMagic[] = "CUSTOSJ1";
+
+// Blobs an agent sent in jobs that failed (DATA_DIR/hosts/AGENT.sent): they
+// are its own data, so HAVE may count them as its host's, and its next
+// backup does not send them again. Same layout as a resume file with the
+// counters zero. Dropped when the host's next backup is committed.
+std::string SentPath(const std::string& data_dir, const std::string& agent) {
+  return data_dir + "/hosts/" + agent + ".sent";
+}
+
+std::string ResumePath(const std::string& data_dir, const std::string& job) {
+  return data_dir + "/jobs/" + job + ".resume";
+}
+
+Status SaveIdSet(const std::string& path, const Job& j, const std::unordered_set<Id, IdHash>& ids) {
+  Bytes out(kResumeMagic, kResumeMagic + 8);
+  for (uint64_t v : {j.data_blobs, j.tree_blobs, j.bytes_stored, j.rejected, uint64_t(ids.size())}) PutU64(out, v);
+  for (const Id& id : ids) Append(out, ByteView(id.bytes.data(), id.bytes.size()));
+  Id sum = Sha256(out);
+  Append(out, ByteView(sum.bytes.data(), sum.bytes.size()));
+  RETURN_IF_ERROR(MakeDirs(path.substr(0, path.rfind('/')), 0700));
+  return WriteFileAtomic(path, out, 0600, Overwrite::kYes);
+}
+
+Status SaveResumeState(const std::string& data_dir, const Job& j) {
+  return SaveIdSet(ResumePath(data_dir, j.rec.id), j, j.received);
+}
+
+// Reads a file written by SaveIdSet into j's counters and j->received.
+// False (and `j` untouched) when there is no such file or it is damaged.
+bool LoadIdSet(const std::string& path, Job* j) {
+  auto data = ReadFile(path);
+  if (!data.ok() || data->size() < 8 + 5 * 8 + 32) return false;
+  const Bytes& b = *data;
+  if (!std::equal(b.begin(), b.begin() + 8, kResumeMagic)) return false;
+  size_t body = b.size() - 32;
+  Id sum = Sha256(ByteView(b.data(), body));
+  if (!std::equal(sum.bytes.begin(), sum.bytes.end(), b.begin() + body)) return false;
+  uint64_t v[5];
+  for (int i = 0; i < 5; ++i) v[i] = GetU64(b.data() + 8 + 8 * i);
+  if (v[4] != (body - 48) / 32 || (body - 48) % 32 != 0) return false;
+  j->data_blobs = v[0];
+  j->tree_blobs = v[1];
+  j->bytes_stored = v[2];
+  j->rejected = v[3];
+  for (uint64_t i = 0; i < v[4]; ++i) {
+    Id id;
+    std::copy(b.begin() + 48 + 32 * i, b.begin() + 48 + 32 * (i + 1), id.bytes.begin());
+    j->received.insert(id);
+  }
+  return true;
+}
 
 int64_t NowS() { return int64_t(::time(nullptr)); }
 
@@ -184,7 +252,170 @@ struct Server::Impl {
     SaveJob(j);
     Log("job " + j.rec.id + " (" + j.rec.kind + " on " + j.rec.agent + ") " + state +
         (error.empty() ? "" : ": " + error) + (j.rec.snapshot.empty() ? "" : ", snapshot " + j.rec.snapshot));
+    ::unlink(ResumePath(opts.data_dir, j.rec.id).c_str());
+    if (state == "failed") KeepSentBlobs(j);
+    else if (j.rec.kind == "backup") ::unlink(SentPath(opts.data_dir, j.rec.agent).c_str());
     jobs.erase(j.rec.id);
+  }
+
+  // The host's blob set (what HAVE may be answered from): every blob its
+  // snapshots reference.
+  void LoadHostBlobs(Job& j) {
+    if (j.host_blobs_loaded) return;
+    j.host_blobs_loaded = true;
+    auto snaps = snapshot::LoadSnapshots(*repo);
+    if (!snaps.ok()) {
+      Log("host blob set of " + j.rec.agent + ": " + snaps.status().ToString());
+      return;
+    }
+    std::unordered_map<Id, uint64_t, IdHash> blobs;
+    for (const auto& s : *snaps) {
+      if (s.manifest.host != j.rec.agent) continue;
+      Status st = snapshot::CollectSnapshotBlobs(*repo, s.manifest, &blobs);
+      if (!st.ok()) Log("host blob set of " + j.rec.agent + ": " + st.ToString());
+    }
+    for (const auto& [bid, size] : blobs) j.host_blobs.insert(bid);
+    Job sent;
+    if (LoadIdSet(SentPath(opts.data_dir, j.rec.agent), &sent)) {
+      for (const Id& id : sent.received) {
+        if (repo->HasBlob(id)) j.host_blobs.insert(id);  // not pruned since
+      }
+    }
+  }
+
+  // What a failed backup delivered stays this host's (see SentPath).
+  void KeepSentBlobs(Job& j) {
+    if (j.rec.kind != "backup" || j.received.empty()) return;
+    Status st = repo->Flush();  // they must be in packs before HAVE counts them
+    Job sent;
+    LoadIdSet(SentPath(opts.data_dir, j.rec.agent), &sent);
+    sent.received.insert(j.received.begin(), j.received.end());
+    if (st.ok()) st = SaveIdSet(SentPath(opts.data_dir, j.rec.agent), Job{}, sent.received);
+    if (!st.ok()) Log("job " + j.rec.id + ": keeping what arrived for the next run failed: " + st.ToString());
+  }
+
+  // The agent of `j` is gone: a backup waits for it to resume; other jobs fail.
+  void DetachJob(Job& j, const std::string& why) {
+    if (j.rec.kind != "backup") return EndJob(j, "failed", why);
+    j.peer.clear();
+    j.detached_ms = NowMs();
+    Log("job " + j.rec.id + ": " + why + "; waiting up to " + std::to_string(opts.resume_window_s) +
+        " s for the agent to resume it");
+  }
+
+  // What WELCOME says about each job a HELLO asks to resume (cap.md
+  // section 7): "continue" (state kept: send what was in flight),
+  // "restart" (walk again, same job), "done" (with the snapshot: the DONE
+  // was lost), "gone" (failed or unknown: give it up).
+  json ResumeJobs(const std::string& id, Peer& p, const cap::Message& hello) {
+    json out = json::object();
+    // A job of this agent it does not ask for: the agent restarted and
+    // forgot it, so it cannot finish.
+    std::set<std::string> asked;
+    for (const auto& v : hello.header["resume"]) asked.insert(v.get<std::string>());
+    for (auto it = jobs.begin(); it != jobs.end();) {
+      Job& j = (it++)->second;  // EndJob erases it
+      if (j.rec.agent == p.agent && !asked.count(j.rec.id)) {
+        EndJob(j, "failed", "the agent restarted and no longer runs the job");
+      }
+    }
+    for (const auto& v : hello.header["resume"]) {
+      std::string jid = v.get<std::string>();
+      if (jid.size() > 64 || out.size() >= 8) continue;
+      auto it = jobs.find(jid);
+      if (it != jobs.end() && it->second.rec.agent == p.agent) {
+        Job& j = it->second;
+        if (!j.peer.empty() && j.peer != id) peers.erase(j.peer);  // the old session is over
+        j.peer = id;
+        j.detached_ms = 0;
+        j.job_seq = hello.seq;  // the agent's ERROR about this job now refers to this HELLO
+        LoadHostBlobs(j);
+        if (j.needs_restart) {
+          j.needs_restart = false;
+          out[jid] = json{{"action", "restart"}};
+          Log("job " + jid + ": agent " + p.agent + " reconnected; the appliance lost its state, the agent walks again");
+        } else {
+          out[jid] = json{{"action", "continue"}};
+          Log("job " + jid + ": agent " + p.agent + " reconnected, the job continues");
+        }
+        continue;
+      }
+      json result = {{"action", "gone"}};
+      auto hist = reg->Jobs(1000);
+      if (hist.ok()) {
+        for (const auto& r : *hist) {
+          if (r.id == jid && r.agent == p.agent && !r.snapshot.empty() && (r.state == "ok" || r.state == "partial")) {
+            result = json{{"action", "done"}, {"snapshot", r.snapshot}};
+          }
+        }
+      }
+      out[jid] = result;
+    }
+    return out;
+  }
+
+  // A clean stop: every running backup's received blobs are flushed and
+  // its state saved, so that the next custosd lets the agents continue.
+  void SaveJobsForResume() {
+    if (jobs.empty()) return;
+    Status st = repo->Flush();
+    for (auto& [jid, j] : jobs) {
+      if (j.rec.kind != "backup") {
+        j.rec.state = "failed";
+        j.rec.error = "the appliance stopped during the job";
+        j.rec.ended = NowS();
+        SaveJob(j);
+        continue;
+      }
+      if (!st.ok() || j.needs_restart) continue;  // the next daemon asks the agent to walk again
+      Status saved = SaveResumeState(opts.data_dir, j);
+      if (!saved.ok()) Log("job " + jid + ": saving its state failed: " + saved.ToString());
+      else Log("job " + jid + ": state saved; the agent continues when custosd is back");
+    }
+    if (!st.ok()) Log("flushing the repository at stop failed: " + st.ToString());
+  }
+
+  // At start: backups a previous custosd left running wait for their agents.
+  void AdoptJobs() {
+    auto hist = reg->Jobs(1000);
+    if (!hist.ok()) return;
+    for (const auto& r : *hist) {
+      if (r.state != "running") continue;
+      if (r.kind != "backup") {
+        JobRecord f = r;
+        f.state = "failed";
+        f.error = "the appliance stopped during the job; run it again";
+        f.ended = NowS();
+        Status st = reg->SaveJob(f);
+        if (!st.ok()) Log(st.ToString());
+        continue;
+      }
+      Job j;
+      j.rec = r;
+      json params = json::parse(r.params, nullptr, false);
+      if (params.is_object() && params["paths"].is_array()) {
+        for (const auto& x : params["paths"]) {
+          if (x.is_string()) j.paths.push_back(x.get<std::string>());
+        }
+      }
+      j.needs_restart = !LoadIdSet(ResumePath(opts.data_dir, j.rec.id), &j);
+      ::unlink(ResumePath(opts.data_dir, j.rec.id).c_str());  // used once
+      j.detached_ms = NowMs();
+      Log("job " + r.id + " (backup on " + r.agent + ") was running when the appliance stopped; waiting up to " +
+          std::to_string(opts.resume_window_s) + " s for the agent" + (j.needs_restart ? " (it will walk again)" : ""));
+      jobs.emplace(r.id, std::move(j));
+    }
+  }
+
+  // Jobs whose agent did not come back in time.
+  void ExpireDetachedJobs() {
+    int64_t now = NowMs();
+    for (auto it = jobs.begin(); it != jobs.end();) {
+      Job& j = (it++)->second;  // EndJob erases it
+      if (j.detached_ms && now - j.detached_ms > int64_t(opts.resume_window_s) * 1000) {
+        EndJob(j, "failed", "the agent did not come back within " + std::to_string(opts.resume_window_s) + " s");
+      }
+    }
   }
 
   // The job `m` names, if it is running and belongs to this session.
@@ -272,9 +503,11 @@ struct Server::Impl {
         EndJob(j, "failed", "storing a blob failed: " + added.status().ToString());
         return;
       }
-      j.received.insert(bid);
-      ++(tree ? j.tree_blobs : j.data_blobs);
-      j.bytes_stored += plain->size();
+      // A blob sent again after a resume (its CREDIT was lost) counts once.
+      if (j.received.insert(bid).second) {
+        ++(tree ? j.tree_blobs : j.data_blobs);
+        j.bytes_stored += plain->size();
+      }
     }
     // The bytes are out of the agent's way: grant them again.
     p.credit += payload.size();
@@ -370,6 +603,11 @@ struct Server::Impl {
     if (peer_id.empty()) {
       return json{{"ok", false}, {"error", "agent " + agent + " is not connected"}, {"code", "not-connected"}};
     }
+    for (const auto& [jid, other] : jobs) {
+      if (other.rec.agent == agent) {
+        return json{{"ok", false}, {"error", "agent " + agent + " is busy with job " + jid}, {"code", "busy"}};
+      }
+    }
     for (const auto& [jid, j] : jobs) {
       if (j.rec.agent == agent) return json{{"ok", false}, {"error", "agent " + agent + " is already running job " + jid}};
     }
@@ -383,17 +621,7 @@ struct Server::Impl {
     j.rec.started = NowS();
     j.peer = peer_id;
     j.paths = paths;
-    // The host's blob set: every blob its snapshots reference.
-    auto snaps = snapshot::LoadSnapshots(*repo);
-    if (snaps.ok()) {
-      std::unordered_map<Id, uint64_t, IdHash> blobs;
-      for (const auto& s : *snaps) {
-        if (s.manifest.host != agent) continue;
-        Status st = snapshot::CollectSnapshotBlobs(*repo, s.manifest, &blobs);
-        if (!st.ok()) Log("host blob set of " + agent + ": " + st.ToString());
-      }
-      for (const auto& [bid, size] : blobs) j.host_blobs.insert(bid);
-    }
+    LoadHostBlobs(j);
     const auto& c = repo->config();
     json params = {{"paths", paths},
                    {"excludes", req.value("excludes", std::vector<std::string>{})},
@@ -423,6 +651,16 @@ struct Server::Impl {
     return json{{"id", r.id},       {"agent", r.agent},     {"kind", r.kind},   {"state", r.state},
                 {"started", r.started}, {"ended", r.ended}, {"snapshot", r.snapshot}, {"error", r.error},
                 {"files", r.files}, {"bytes", r.bytes},     {"params", json::parse(r.params, nullptr, false)}};
+  }
+
+  // A running job: its record, and whether it waits for its agent.
+  json LiveJobJson(const Job& j) const {
+    json out = JobJson(j.rec);
+    out["waiting_for_agent"] = j.detached_ms != 0;
+    out["blobs_received"] = j.received.size();
+    out["bytes_received"] = j.bytes_stored;
+    if (j.detached_ms) out["waiting_s"] = (NowMs() - j.detached_ms) / 1000;
+    return out;
   }
 
   void Send(const std::string& id, Peer& p, cap::Message m) {
@@ -516,7 +754,9 @@ struct Server::Impl {
       if (!st.ok()) Log(st.ToString());
       Log("agent " + p.agent + " connected (" + m.header["host"].get<std::string>() + ", " +
           m.header["version"].get<std::string>() + ")");
-      Send(id, p, cap::Make("WELCOME", 0, {{"heartbeat_ms", opts.heartbeat_ms}, {"credit", kInitialCredit}, {"time", NowUtc()}}));
+      json resumed = ResumeJobs(id, p, m);
+      Send(id, p, cap::Make("WELCOME", 0, {{"heartbeat_ms", opts.heartbeat_ms}, {"credit", kInitialCredit},
+                                           {"time", NowUtc()}, {"jobs", std::move(resumed)}}));
       return;
     }
     if (m.type == "PING") return Send(id, p, cap::Make("PONG", 0));
@@ -581,7 +821,7 @@ struct Server::Impl {
       }
     }
     json running = json::array();
-    for (const auto& [jid, j] : jobs) running.push_back(JobJson(j.rec));
+    for (const auto& [jid, j] : jobs) running.push_back(LiveJobJson(j));
     return json{{"ok", true}, {"version", kCustosVersion}, {"endpoint", bound}, {"appliance_key", public_z85},
                 {"agents", agents}, {"jobs", running}};
   }
@@ -597,7 +837,7 @@ struct Server::Impl {
     if (cmd == "backup") return StartBackup(req);
     if (cmd == "job") {
       std::string jid = req.value("job", "");
-      if (auto it = jobs.find(jid); it != jobs.end()) return json{{"ok", true}, {"job", JobJson(it->second.rec)}};
+      if (auto it = jobs.find(jid); it != jobs.end()) return json{{"ok", true}, {"job", LiveJobJson(it->second)}};
       auto hist = reg->Jobs(1000);
       if (hist.ok()) {
         for (const auto& r : *hist) {
@@ -679,9 +919,8 @@ Result<std::unique_ptr<Server>> Server::Start(const ServerOptions& options) {
   }
   ASSIGN_OR_RETURN(impl->reg, Registry::Open(dir + "/registry.db"));
   ASSIGN_OR_RETURN(impl->repo, OpenRepository(options));
-  // Jobs a previous daemon left running cannot finish: say so in the history.
-  auto stale = impl->reg->FailRunningJobs("the appliance stopped during the job; run it again");
-  if (stale.ok() && *stale > 0) Log(std::to_string(*stale) + " job(s) of the previous run marked failed");
+  // Backups a previous daemon left running wait for their agents to resume them.
+  impl->AdoptJobs();
   try {
     impl->zap.bind("inproc://zeromq.zap.01");
     impl->router.set(zmq::sockopt::curve_server, 1);
@@ -726,14 +965,16 @@ Status Server::Run() {
       if (now - it->second.last_seen_ms > 3 * s.opts.heartbeat_ms) {
         for (auto jt = s.jobs.begin(); jt != s.jobs.end();) {
           Job& j = (jt++)->second;  // EndJob erases it
-          if (j.peer == it->first) s.EndJob(j, "failed", "the agent went silent during the job");
+          if (j.peer == it->first) s.DetachJob(j, "the agent went silent");
         }
         it = s.peers.erase(it);
       } else {
         ++it;
       }
     }
+    s.ExpireDetachedJobs();
   }
+  s.SaveJobsForResume();
   ::unlink((s.opts.data_dir + "/control.sock").c_str());
   Log("stopped");
   return Status::Ok();

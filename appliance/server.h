@@ -7,7 +7,8 @@
 // Jobs: `backup` jobs run on an agent (JOB, HAVE/LACK, BLOB, COMMIT; each
 // blob's SHA-256 checked before it is sealed and stored, the snapshot
 // stamped with the agent's enrolled name and the appliance's clock).
-// Restore jobs over CAP are not built yet.
+// A backup survives a dropped connection and a restart of custosd: it
+// waits `resume_window_s` for its agent to resume it (cap.md section 7).
 //
 // Thread-safety: Run() on one thread; Stop() from any thread or a signal
 // handler (it only stores an atomic).
@@ -25,6 +26,9 @@ struct ServerOptions {
   std::string data_dir;                       // created 0700; holds keys, registry, control socket
   std::string listen = "tcp://127.0.0.1:7468";
   int heartbeat_ms = 5000;
+  // How long a backup whose agent went silent (or that a stopped custosd
+  // left running) waits for the agent to reconnect and resume it.
+  int resume_window_s = 600;
   // The repository custosd owns (writer lock held while it runs). Empty:
   // DATA_DIR/repository, created on first start with a random passphrase
   // in DATA_DIR/repository.pass (0600) and the recovery key in

@@ -23,9 +23,8 @@ namespace {
 
 std::string DataDir(const Globals& g) { return g.data_dir.empty() ? appliance::DefaultDataDir() : g.data_dir; }
 
-// Sends one control request; prints the error and sets rc when it fails.
-std::optional<json> Control(const Globals& g, const json& request, int& rc) {
-  auto reply = appliance::ControlRequest(DataDir(g), request.dump());
+// A control reply; prints the error and sets rc when it is one.
+std::optional<json> Reply(const Result<std::string>& reply, int& rc) {
   if (!reply.ok()) {
     rc = Fail(reply.status(), kExitNoDaemon);
     return std::nullopt;
@@ -40,6 +39,11 @@ std::optional<json> Control(const Globals& g, const json& request, int& rc) {
     return std::nullopt;
   }
   return j;
+}
+
+// Sends one control request; prints the error and sets rc when it fails.
+std::optional<json> Control(const Globals& g, const json& request, int& rc) {
+  return Reply(appliance::ControlRequest(DataDir(g), request.dump()), rc);
 }
 
 std::string Ago(int64_t t) {
@@ -72,15 +76,39 @@ int RemoteBackup(const Globals& g, const std::string& agent, const std::vector<s
   bool tty = StderrIsTty() && !g.quiet && !g.json;
   if (!g.quiet && !g.json) std::fprintf(stderr, "job %s: backup of %s started\n", job.c_str(), agent.c_str());
   json j;
+  // custosd may restart during the job (an upgrade, a crash): the job waits
+  // for it and so does this command, for a while.
+  constexpr int kDaemonWaitS = 300;
+  auto lost_since = std::chrono::steady_clock::time_point();
   for (;;) {
-    auto reply = Control(g, json{{"cmd", "job"}, {"job", job}}, rc);
+    auto text = appliance::ControlRequest(DataDir(g), json{{"cmd", "job"}, {"job", job}}.dump());
+    if (!text.ok() && text.status().code() == Code::kUnavailable) {
+      auto now = std::chrono::steady_clock::now();
+      if (lost_since == std::chrono::steady_clock::time_point()) {
+        lost_since = now;
+        if (!g.quiet && !g.json) {
+          std::fprintf(stderr, "%scustosd does not answer (%s); waiting up to %d s for it to come back\n",
+                       tty ? "\r\033[K" : "", text.status().message().c_str(), kDaemonWaitS);
+        }
+      }
+      if (now - lost_since > std::chrono::seconds(kDaemonWaitS)) {
+        return Fail(UnavailableError("custosd did not come back within " + std::to_string(kDaemonWaitS) +
+                                     " s; job " + job + " may still finish (see custos jobs)"),
+                    kExitNoDaemon);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+      continue;
+    }
+    lost_since = {};
+    auto reply = Reply(text, rc);
     if (!reply) return rc;
     j = (*reply)["job"];
     std::string state = j.value("state", "");
     if (state != "running") break;
     if (tty) {
-      std::fprintf(stderr, "\r\033[K%llu files, %s", (unsigned long long)j.value("files", uint64_t(0)),
-                   HumanBytes(j.value("bytes", uint64_t(0))).c_str());
+      std::fprintf(stderr, "\r\033[K%llu files, %s%s", (unsigned long long)j.value("files", uint64_t(0)),
+                   HumanBytes(j.value("bytes", uint64_t(0))).c_str(),
+                   j.value("waiting_for_agent", false) ? " (waiting for the agent to reconnect)" : "");
     } else if (g.json) {
       std::cout << json{{"message_type", "status"}, {"job", job}, {"files_done", j.value("files", uint64_t(0))},
                         {"bytes_done", j.value("bytes", uint64_t(0))}}
@@ -152,6 +180,31 @@ Exit code 13 when no custosd answers.)");
     if (!j) return;
     if (g.json) std::cout << j->dump() << "\n";
     else if (!g.quiet) std::printf("agent %s revoked\n", revoke_name.c_str());
+  });
+
+  auto* jobs = app.add_subcommand("jobs", "Show the appliance's job history, newest first");
+  jobs->footer("\nTalks to custosd (--data-dir or $CUSTOS_DATA_DIR). Exit code 13 when no custosd answers.");
+  static int jobs_limit = 20;
+  jobs->add_option("-n,--limit", jobs_limit, "How many jobs (default 20)")->check(CLI::Range(1, 100000));
+  jobs->callback([&] {
+    auto j = Control(g, json{{"cmd", "jobs"}, {"limit", jobs_limit}}, rc);
+    if (!j) return;
+    if (g.json) {
+      std::cout << (*j)["jobs"].dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
+      return;
+    }
+    std::printf("%-16s %-8s %-12s %-8s %-20s %-10s %s\n", "JOB", "KIND", "AGENT", "STATE", "STARTED", "SNAPSHOT",
+                "ERROR");
+    for (const auto& r : (*j)["jobs"]) {
+      time_t t = time_t(r.value("started", int64_t(0)));
+      tm lt;
+      localtime_r(&t, &lt);
+      char when[32];
+      std::strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", &lt);
+      std::printf("%-16s %-8s %-12s %-8s %-20s %-10s %s\n", r.value("id", "").c_str(), r.value("kind", "").c_str(),
+                  r.value("agent", "").c_str(), r.value("state", "").c_str(), when,
+                  r.value("snapshot", "").substr(0, 8).c_str(), EscapeForDisplay(r.value("error", "")).c_str());
+    }
   });
 
   auto* status = app.add_subcommand("status", "Show the appliance: agents and running jobs");

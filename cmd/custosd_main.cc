@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <toml++/toml.h>
 
+#include <algorithm>
 #include <cstdio>
 
 #include "appliance/server.h"
@@ -42,17 +43,27 @@ CONFIG (TOML; every key optional, flags override):
   data_dir = "/var/lib/custos"
   listen = "tcp://0.0.0.0:7468"
   heartbeat_ms = 5000
+  resume_window_s = 600    # how long a backup waits for its agent to reconnect
   repository = "/srv/custos/repository"      # default: DATA_DIR/repository
   password_file = "/etc/custos/repository.pass"  # default: DATA_DIR/repository.pass
+
+Backups survive restarts: on SIGINT or SIGTERM custosd flushes the repository
+and saves each running backup's state (DATA_DIR/jobs/), and the next custosd
+lets the agents continue where they stopped; after a crash they back up again
+within the same job. A backup whose agent goes silent waits resume_window_s
+(--resume-window) for it to reconnect.
 
 SIGINT and SIGTERM stop it cleanly. Exit codes: 0 stopped, 1 error,
 2 usage, 11 another custosd serves this data directory.)");
   std::string config, data_dir, listen;
-  int heartbeat_ms = 0;
+  int heartbeat_ms = 0, resume_window_s = -1;
   app.add_option("-c,--config", config, "TOML config file");
   app.add_option("--data-dir", data_dir, "Data directory (overrides the config)");
   app.add_option("--listen", listen, "Agent endpoint, e.g. tcp://0.0.0.0:7468 (port 0: any free port)");
   app.add_option("--heartbeat-ms", heartbeat_ms, "Heartbeat interval in ms (default 5000)")->check(CLI::Range(100, 600000));
+  app.add_option("--resume-window", resume_window_s,
+                 "Seconds a backup waits for its agent to reconnect and resume it (default 600)")
+      ->check(CLI::Range(0, 86400));
   app.set_version_flag("--version", std::string("custosd ") + cli::kVersion);
   try {
     app.parse(argc, argv);
@@ -69,8 +80,10 @@ SIGINT and SIGTERM stop it cleanly. Exit codes: 0 stopped, 1 error,
       if (auto v = t["heartbeat_ms"].value<int64_t>()) o.heartbeat_ms = int(*v);
       if (auto v = t["repository"].value<std::string>()) o.repository = *v;
       if (auto v = t["password_file"].value<std::string>()) o.password_file = *v;
+      if (auto v = t["resume_window_s"].value<int64_t>()) o.resume_window_s = int(std::clamp<int64_t>(*v, 0, 86400));
       for (auto&& [k, v] : t) {
-        if (k != "data_dir" && k != "listen" && k != "heartbeat_ms" && k != "repository" && k != "password_file") {
+        if (k != "data_dir" && k != "listen" && k != "heartbeat_ms" && k != "repository" && k != "password_file" &&
+            k != "resume_window_s") {
           std::fprintf(stderr, "custosd: %s: unknown key '%s'\n", config.c_str(), std::string(k.str()).c_str());
           return cli::kExitUsage;
         }
@@ -84,6 +97,7 @@ SIGINT and SIGTERM stop it cleanly. Exit codes: 0 stopped, 1 error,
   if (!data_dir.empty()) o.data_dir = data_dir;
   if (!listen.empty()) o.listen = listen;
   if (heartbeat_ms) o.heartbeat_ms = heartbeat_ms;
+  if (resume_window_s >= 0) o.resume_window_s = resume_window_s;
   auto server = appliance::Server::Start(o);
   if (!server.ok()) {
     std::fprintf(stderr, "custosd: %s\n", server.status().ToString().c_str());

@@ -82,16 +82,37 @@ inline RunResult Cli(const std::string& data, const std::string& args) {
 
 // custosd on 127.0.0.1 (any free port) with data in DIR/appliance.
 struct Appliance {
-  std::string data, endpoint;
+  std::string dir, data, endpoint;
+  int heartbeat_ms, resume_window_s;
   std::unique_ptr<Proc> daemon;
-  Appliance(const std::string& dir, int heartbeat_ms = 300) : data(dir + "/appliance") {
-    daemon = std::make_unique<Proc>(kBin + "/custosd --data-dir " + Q(data) +
-                                        " --listen tcp://127.0.0.1:0 --heartbeat-ms " + std::to_string(heartbeat_ms),
-                                    dir, "custosd");
-    REQUIRE(Eventually([&] { return Contains(Slurp(daemon->out), "listening on"); }));
+  int starts = 0;
+  Appliance(const std::string& dir_, int heartbeat = 300, int resume_window = 600)
+      : dir(dir_), data(dir_ + "/appliance"), heartbeat_ms(heartbeat), resume_window_s(resume_window) {
+    Start("tcp://127.0.0.1:0");
+  }
+  void Start(const std::string& listen) {
+    std::string tag = "custosd" + (starts++ ? std::to_string(starts) : std::string());
+    daemon = std::make_unique<Proc>(kBin + "/custosd --data-dir " + Q(data) + " --listen " + listen +
+                                        " --heartbeat-ms " + std::to_string(heartbeat_ms) + " --resume-window " +
+                                        std::to_string(resume_window_s),
+                                    dir, tag);
+    bool up = false;
+    for (int i = 0; i < 400 && !up; ++i) {  // up to 20 s (the port may be slow to free)
+      up = Contains(Slurp(daemon->out), "listening on");
+      if (!up) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    INFO(Slurp(daemon->err));
+    REQUIRE(up);
     endpoint = Slurp(daemon->out);
     endpoint = endpoint.substr(endpoint.rfind(' ') + 1);
     endpoint.erase(endpoint.find_last_not_of("\n") + 1);
+  }
+  // Stops custosd with `sig` and starts it again on the same endpoint
+  // after `down_ms`.
+  void Restart(int sig, int down_ms = 0) {
+    daemon->Stop(sig);
+    std::this_thread::sleep_for(std::chrono::milliseconds(down_ms));
+    Start(endpoint);
   }
   // The appliance's repository through the local CLI (custosd holds the
   // writer lock; reading needs none).
@@ -102,13 +123,15 @@ struct Appliance {
 };
 
 // Adds agent NAME, enrols a state directory DIR/NAME for it and runs it.
-inline std::unique_ptr<Proc> StartAgent(const Appliance& a, const std::string& dir, const std::string& name) {
+// `endpoint`: where the agent dials (default: the appliance's own).
+inline std::unique_ptr<Proc> StartAgent(const Appliance& a, const std::string& dir, const std::string& name,
+                                        const std::string& endpoint = "") {
   RunResult add = Cli(a.data, "--json agent add " + name);
   REQUIRE(add.exit_code == 0);
   std::string token = nlohmann::json::parse(add.out)["token"];
   std::string state = dir + "/" + name;
   RunResult enrol =
-      test::Run(kBin + "/custos-agent --state-dir " + Q(state) + " enroll --appliance " + a.endpoint + " --token " + Q(token));
+      test::Run(kBin + "/custos-agent --state-dir " + Q(state) + " enroll --appliance " + (endpoint.empty() ? a.endpoint : endpoint) + " --token " + Q(token));
   INFO(enrol.err);
   REQUIRE(enrol.exit_code == 0);
   auto agent = std::make_unique<Proc>(kBin + "/custos-agent --state-dir " + Q(state) + " run", dir, "agent-" + name);

@@ -201,16 +201,20 @@ TEST_CASE("remote backup: eight agents back up at once to one appliance", "[appl
 TEST_CASE("remote backup: an agent killed mid-backup fails the job, corrupts nothing, and the next run completes",
           "[appliance][remote]") {
   test::TempDir work;
-  Appliance a(work.path());
+  Appliance a(work.path(), 300, /*resume_window_s=*/2);
   auto agent = StartAgent(a, work.path(), "db01");
   std::string src = work.path() + "/server";
   REQUIRE(::mkdir(src.c_str(), 0755) == 0);
   test::WriteBytes(src + "/large.bin", test::RandomBytes(96u << 20, 5));
   Proc job(kBin + "/custos --data-dir " + Q(a.data) + " backup --agent db01 " + Q(src), work.path(), "job");
-  // Freeze the agent as soon as its job runs, then kill it: it never finishes.
+  // Freeze the agent once some of its data arrived, then kill it: it never
+  // finishes, and does not come back within the resume window.
+  uint64_t arrived = 0;
   REQUIRE(Eventually([&] {
     RunResult s = Cli(a.data, "--json status");
-    return s.exit_code == 0 && !json::parse(s.out)["jobs"].empty();
+    if (s.exit_code != 0 || json::parse(s.out)["jobs"].empty()) return false;
+    arrived = json::parse(s.out)["jobs"][0].value("bytes_received", uint64_t(0));
+    return arrived >= (8u << 20);
   }));
   ::kill(agent->pid, SIGSTOP);
   REQUIRE(agent->Stop(SIGKILL) == 128 + SIGKILL);
@@ -219,7 +223,7 @@ TEST_CASE("remote backup: an agent killed mid-backup fails the job, corrupts not
   INFO(Slurp(job.err) << Slurp(a.daemon->err));
   REQUIRE(code == 1);
   REQUIRE(Contains(Slurp(job.err), "failed"));
-  REQUIRE(Contains(Slurp(job.err), "silent"));
+  REQUIRE(Contains(Slurp(job.err), "did not come back"));
   REQUIRE(json::parse(a.Repo("--json snapshots").out).empty());
   // The repository is consistent, and a new run of the agent completes.
   REQUIRE_EXIT(a.Repo("check"), 0);
@@ -233,6 +237,11 @@ TEST_CASE("remote backup: an agent killed mid-backup fails the job, corrupts not
   INFO(b.err);
   REQUIRE_EXIT(b, 0);
   REQUIRE_EXIT(a.Repo("check --read-data"), 0);
+  // What arrived in the failed job was not sent again: the new snapshot's
+  // count of bytes that crossed leaves out at least what had arrived.
+  json snaps = json::parse(a.Repo("--json snapshots").out);
+  REQUIRE(snaps.size() == 1);
+  CHECK(snaps[0]["summary"]["bytes_added"].get<uint64_t>() <= (96u << 20) - arrived + (4u << 20));
 }
 
 TEST_CASE("remote backup: six thousand small new blobs in one job, every one accounted for", "[appliance][remote]") {

@@ -39,7 +39,7 @@ TEST_CASE("cap: every command round-trips through Encode and Decode", "[protocol
       {Make("ENROLLED", 1, {{"name", "db01"}}), Direction::kApplianceToAgent},
       {Make("HELLO", 1, {{"protocol", 1}, {"version", "0.1.0"}, {"host", "db01"}, {"os", "linux"}, {"resume", json::array()}}),
        Direction::kAgentToAppliance},
-      {Make("WELCOME", 1, {{"heartbeat_ms", 5000}, {"credit", 1 << 26}, {"time", "2026-11-27T02:00:00Z"}}),
+      {Make("WELCOME", 1, {{"heartbeat_ms", 5000}, {"credit", 1 << 26}, {"time", "2026-11-27T02:00:00Z"}, {"jobs", {{"j-1", {{"action", "continue"}}}}}}),
        Direction::kApplianceToAgent},
       {Make("PING", 7), Direction::kApplianceToAgent},
       {Make("PONG", 8), Direction::kAgentToAppliance},
