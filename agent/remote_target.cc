@@ -152,27 +152,39 @@ void RemoteTarget::Pump(const std::function<void(cap::Message)>& send, uint64_t*
   std::lock_guard<std::mutex> g(mu_);
   if (!failed_.empty()) return;
   bool freed = false;
+  // Lacking blobs go in BLOB messages of up to 256 blobs and kBatchBytes
+  // (one larger blob alone), each within the credit: one message, header
+  // and CREDIT for many small files instead of one each.
   while (!to_send_.empty() && to_send_.front().data.size() <= *credit && *slots > 0) {
-    Pending& p = to_send_.front();
-    cap::Message m = cap::Make("BLOB", 0,
-                               {{"job", job_},
-                                {"id", p.id.Hex()},
-                                {"kind", p.type == storage::BlobType::kTree ? "tree" : "data"},
-                                {"compression", p.zstd ? "zstd" : "none"},
-                                {"size", p.raw_size}});
-    m.payloads.emplace_back(reinterpret_cast<const char*>(p.data.data()), p.data.size());
-    *credit -= p.data.size();
+    json entries = json::array();
+    std::string payload;
+    std::vector<Pending> batch;
+    while (!to_send_.empty() && entries.size() < cap::kMaxBlobsPerMessage) {
+      Pending& p = to_send_.front();
+      size_t n = p.data.size();
+      if (n > *credit - payload.size() || (!batch.empty() && payload.size() + n > kBatchBytes)) break;
+      entries.push_back(json{{"id", p.id.Hex()},
+                             {"kind", p.type == storage::BlobType::kTree ? "tree" : "data"},
+                             {"compression", p.zstd ? "zstd" : "none"},
+                             {"size", p.raw_size},
+                             {"length", n}});
+      payload.append(reinterpret_cast<const char*>(p.data.data()), n);
+      queued_bytes_ -= n;
+      ++blobs_sent_;
+      known_.insert(p.id);
+      batch.push_back(std::move(p));
+      to_send_.pop_front();
+    }
+    *credit -= payload.size();
     --*slots;
-    queued_bytes_ -= p.data.size();
-    ++blobs_sent_;
-    bytes_sent_ += p.data.size();
-    known_.insert(p.id);
-    inflight_.push_back(std::move(p));
-    to_send_.pop_front();
-    send(std::move(m));
+    bytes_sent_ += payload.size();
+    inflight_.push_back(std::move(batch));
+    send(cap::Make("BLOB", 0, {{"job", job_}, {"blobs", std::move(entries)}}, {std::move(payload)}));
     freed = true;
   }
-  if (!have_outstanding_ && to_send_.empty() && !queue_.empty()) {
+  // The next HAVE goes as soon as the last LACK came, while its lacking
+  // blobs are still being sent: the appliance never waits on a round trip.
+  if (!have_outstanding_ && !queue_.empty()) {
     json ids = json::array();
     size_t n = std::min(queue_.size(), cap::kMaxIdsPerHave);
     for (size_t i = 0; i < n; ++i) {
@@ -217,8 +229,10 @@ void RemoteTarget::OnCredit() {
 void RemoteTarget::Detach() {
   std::lock_guard<std::mutex> g(mu_);
   for (auto it = inflight_.rbegin(); it != inflight_.rend(); ++it) {
-    queued_bytes_ += it->data.size();
-    to_send_.push_front(std::move(*it));
+    for (auto p = it->rbegin(); p != it->rend(); ++p) {
+      queued_bytes_ += p->data.size();
+      to_send_.push_front(std::move(*p));
+    }
   }
   inflight_.clear();
   for (auto it = asked_.rbegin(); it != asked_.rend(); ++it) queue_.push_front(std::move(*it));

@@ -66,8 +66,11 @@ class RemoteTarget : public snapshot::BackupTarget {
   // back: with a few hundred slots neither side's ZeroMQ queue (1000
   // messages) can fill, so no message is ever dropped.
   void Pump(const std::function<void(protocol::Message)>& send, uint64_t* credit, int* slots);
+  // A BLOB message carries up to this many payload bytes (one larger blob
+  // goes alone).
+  static constexpr size_t kBatchBytes = 1u << 20;
   void OnLack(const nlohmann::json& ids);
-  // One CREDIT: the oldest BLOB in flight was answered.
+  // One CREDIT: the oldest BLOB message in flight was answered.
   void OnCredit();
   void OnDone(const Id& snapshot);
   // The session broke (cap.md section 7): what was in flight is sent again
@@ -110,7 +113,7 @@ class RemoteTarget : public snapshot::BackupTarget {
   std::deque<Pending> queue_;    // waiting for a HAVE
   std::vector<Pending> asked_;   // in the outstanding HAVE
   std::deque<Pending> to_send_;  // lacking: waiting for credit
-  std::deque<Pending> inflight_;  // sent, no CREDIT yet (bounded by the credit)
+  std::deque<std::vector<Pending>> inflight_;  // BLOB messages sent, no CREDIT yet (bounded by the credit)
   size_t queued_bytes_ = 0;      // all three
   bool have_outstanding_ = false;
   std::unordered_set<Id, IdHash> known_;  // the appliance did not ask for these

@@ -451,63 +451,84 @@ struct Server::Impl {
     if (m.type == "COMMIT") return HandleCommit(id, p, *j, m);
   }
 
-  void HandleBlob(const std::string& id, Peer& p, Job& j, const cap::Message& m) {
-    const std::string& payload = m.payloads[0];
-    if (payload.size() > p.credit) {
-      SendError(id, p, cap::ErrorCode::kCreditExceeded,
-                "blob of " + std::to_string(payload.size()) + " bytes exceeds the credit left (" +
-                    std::to_string(p.credit) + ")",
-                m.seq);
-      EndJob(j, "failed", "the agent exceeded its credit");
-      return;
-    }
-    p.credit -= payload.size();
-    Id bid = *Id::FromHex(m.header["id"].get<std::string>());
-    uint64_t size = m.header["size"];
-    bool tree = m.header["kind"] == "tree";
-    ByteView raw(reinterpret_cast<const uint8_t*>(payload.data()), payload.size());
+  // One entry of a BLOB message: verified, then sealed and stored. The
+  // reason it was rejected, or empty; a storage failure goes to `*fatal`.
+  std::string IngestBlob(Job& j, const json& e, ByteView raw, Status* fatal) {
+    Id bid = *Id::FromHex(e["id"].get<std::string>());  // the codec checked the form
+    uint64_t size = e["size"];
+    bool tree = e["kind"] == "tree";
+    bool zstd = e["compression"] == "zstd";
     Result<Bytes> plain = Bytes();
-    if (m.header["compression"] == "zstd") {
+    if (zstd) {
       plain = storage::ZstdDecompress(raw, size_t(std::min<uint64_t>(size, SIZE_MAX)));
     } else if (size == raw.size()) {
       plain = Bytes(raw.begin(), raw.end());
     } else {
       plain = CorruptionError("size " + std::to_string(size) + " differs from the payload's");
     }
-    std::string bad;
-    if (!plain.ok()) {
-      bad = plain.status().message();
-    } else if (Sha256(*plain) != bid) {
-      bad = "content does not hash to its ID";
-    } else if (tree && !snapshot::DecodeTree(*plain).ok()) {
-      bad = "not a valid tree";
-    }
-    if (!bad.empty()) {
-      ++j.rejected;
-      // Logged with the agent's name; the blob never enters the store.
-      SendError(id, p, cap::ErrorCode::kBadBlob, "blob " + bid.Hex() + " rejected: " + bad, m.seq);
-    } else {
-      // A verified zstd frame is sealed as it came (no second compression);
-      // a plain blob gets the repository's usual compression.
+    if (!plain.ok()) return "blob " + bid.Hex() + " rejected: " + plain.status().message();
+    if (Sha256(*plain) != bid) return "blob " + bid.Hex() + " rejected: content does not hash to its ID";
+    if (tree && !snapshot::DecodeTree(*plain).ok()) return "blob " + bid.Hex() + " rejected: not a valid tree";
+    // A verified zstd frame is sealed as it came (no second compression);
+    // a plain blob gets the repository's usual compression. One already
+    // stored (for another host) is not sealed again.
+    if (!repo->KnowsBlob(bid)) {
       auto type = tree ? storage::BlobType::kTree : storage::BlobType::kData;
-      // Already stored (for another host): nothing to seal.
-      Result<bool> added = false;
-      if (!repo->KnowsBlob(bid)) {
-        added = repo->AddEncodedBlob(
-            m.header["compression"] == "zstd"
-                ? storage::EncodeCompressedBlob(repo->keys().data, type, raw, uint32_t(plain->size()), bid)
-                : storage::EncodeBlob(repo->keys().data, type, *plain, bid, repo->config().zstd_level));
-      }
+      Result<bool> added = repo->AddEncodedBlob(
+          zstd ? storage::EncodeCompressedBlob(repo->keys().data, type, raw, uint32_t(plain->size()), bid)
+               : storage::EncodeBlob(repo->keys().data, type, *plain, bid, repo->config().zstd_level));
       if (!added.ok()) {
-        SendError(id, p, cap::ErrorCode::kInternal, "storing a blob failed: " + added.status().message(), m.seq);
-        EndJob(j, "failed", "storing a blob failed: " + added.status().ToString());
+        *fatal = added.status();
+        return "";
+      }
+    }
+    // A blob sent again after a resume (its CREDIT was lost) counts once.
+    if (j.received.insert(bid).second) {
+      ++(tree ? j.tree_blobs : j.data_blobs);
+      j.bytes_stored += plain->size();
+    }
+    return "";
+  }
+
+  void HandleBlob(const std::string& id, Peer& p, Job& j, const cap::Message& m) {
+    const std::string& payload = m.payloads[0];
+    if (payload.size() > p.credit) {
+      SendError(id, p, cap::ErrorCode::kCreditExceeded,
+                "BLOB of " + std::to_string(payload.size()) + " bytes exceeds the credit left (" +
+                    std::to_string(p.credit) + ")",
+                m.seq);
+      EndJob(j, "failed", "the agent exceeded its credit");
+      return;
+    }
+    p.credit -= payload.size();
+    // The codec checked that the entries' lengths cut the payload exactly.
+    size_t offset = 0, rejected = 0;
+    std::string first_bad;
+    for (const auto& e : m.header["blobs"]) {
+      size_t n = e["length"].get<uint64_t>();
+      ByteView raw(reinterpret_cast<const uint8_t*>(payload.data()) + offset, n);
+      offset += n;
+      Status fatal;
+      std::string bad = IngestBlob(j, e, raw, &fatal);
+      if (!fatal.ok()) {
+        SendError(id, p, cap::ErrorCode::kInternal, "storing a blob failed: " + fatal.message(), m.seq);
+        EndJob(j, "failed", "storing a blob failed: " + fatal.ToString());
         return;
       }
-      // A blob sent again after a resume (its CREDIT was lost) counts once.
-      if (j.received.insert(bid).second) {
-        ++(tree ? j.tree_blobs : j.data_blobs);
-        j.bytes_stored += plain->size();
+      if (!bad.empty()) {
+        // Logged with the agent's name; the blob never enters the store.
+        Log("agent " + p.agent + ", job " + j.rec.id + ": " + bad);
+        ++j.rejected;
+        if (rejected++ == 0) first_bad = bad;
       }
+    }
+    if (rejected) {
+      // One ERROR per BLOB message, so that replies stay one or two per
+      // message whatever the agent sends.
+      SendError(id, p, cap::ErrorCode::kBadBlob,
+                rejected == 1 ? first_bad
+                              : std::to_string(rejected) + " blobs rejected, the first: " + first_bad,
+                m.seq);
     }
     // The bytes are out of the agent's way: grant them again.
     p.credit += payload.size();

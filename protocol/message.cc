@@ -10,7 +10,7 @@ using nlohmann::json;
 
 namespace {
 
-enum class Kind { kString, kUint, kObject, kArray, kStringArray, kIdArray, kId, kEnum };
+enum class Kind { kString, kUint, kObject, kArray, kStringArray, kIdArray, kId, kEnum, kBlobList };
 
 struct Field {
   const char* name;
@@ -51,14 +51,7 @@ const std::map<std::string, Command, std::less<>>& Commands() {
       {"ACCEPT", {D::kAgentToAppliance, 0, {{"job", K::kString}}}},
       {"HAVE", {D::kAgentToAppliance, 0, {{"job", K::kString}, {"ids", K::kIdArray}}}},
       {"LACK", {D::kApplianceToAgent, 0, {{"job", K::kString}, {"ids", K::kIdArray}}}},
-      {"BLOB",
-       {D::kAgentToAppliance,
-        1,
-        {{"job", K::kString},
-         {"id", K::kId},
-         {"kind", K::kEnum, {"data", "tree"}},
-         {"compression", K::kEnum, {"none", "zstd"}},
-         {"size", K::kUint}}}},
+      {"BLOB", {D::kAgentToAppliance, 1, {{"job", K::kString}, {"blobs", K::kBlobList}}}},
       {"CREDIT", {D::kBoth, 0, {{"job", K::kString}, {"bytes", K::kUint}}}},
       {"COMMIT",
        {D::kAgentToAppliance,
@@ -113,6 +106,31 @@ bool FieldOk(const Field& f, const json& v, std::string* why) {
         }
       }
       return true;
+    case Kind::kBlobList: {
+      // [{id, kind, compression, size, length}, ...]: 1 to kMaxBlobsPerMessage
+      // entries, exactly these keys (the payload check is in Decode).
+      if (!v.is_array() || v.empty() || v.size() > kMaxBlobsPerMessage) {
+        *why = "must be an array of 1 to " + std::to_string(kMaxBlobsPerMessage) + " blob entries";
+        return false;
+      }
+      for (const auto& e : v) {
+        auto str = [&](const char* k) {
+          auto it = e.find(k);
+          return it != e.end() && it->is_string() ? it->get<std::string>() : std::string();
+        };
+        auto uint = [&](const char* k) {
+          auto it = e.find(k);
+          return it != e.end() && it->is_number_unsigned();
+        };
+        std::string kind = str("kind"), comp = str("compression");
+        if (!e.is_object() || e.size() != 5 || !IsHexId(str("id")) || (kind != "data" && kind != "tree") ||
+            (comp != "none" && comp != "zstd") || !uint("size") || !uint("length")) {
+          *why = "entries must be {id, kind (data|tree), compression (none|zstd), size, length}";
+          return false;
+        }
+      }
+      return true;
+    }
     case Kind::kId:
       if (v.is_string() && IsHexId(v.get_ref<const std::string&>())) return true;
       *why = "must be a blob ID (64 lowercase hex digits)";
@@ -143,7 +161,11 @@ bool IsHexId(std::string_view s) {
          std::all_of(s.begin(), s.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
 }
 
-DecodeResult Decode(const std::vector<std::string_view>& frames, Direction from) {
+namespace {
+
+// Decode's work; `keep_payloads` false checks the payloads without copying
+// them (Encode's self-check).
+DecodeResult Check(const std::vector<std::string_view>& frames, Direction from, bool keep_payloads) {
   if (frames.empty() || frames[0] != kVersion) {
     return Error(ErrorCode::kMalformed, "not a CAP1 message (first frame must be \"CAP1\")", true);
   }
@@ -200,7 +222,19 @@ DecodeResult Decode(const std::vector<std::string_view>& frames, Direction from)
       return Error(ErrorCode::kTooLarge, type + ": payload of " + std::to_string(frames[i].size()) +
                                              " octets (at most " + std::to_string(kMaxPayload) + ")");
     }
-    r.message.payloads.emplace_back(frames[i]);
+    if (keep_payloads) r.message.payloads.emplace_back(frames[i]);
+  }
+  if (type == "BLOB") {
+    // The entries' lengths cut the payload exactly.
+    uint64_t total = 0;
+    for (const auto& e : header["blobs"]) {
+      uint64_t n = e["length"].get<uint64_t>();
+      if (n > kMaxPayload || (total += n) > kMaxPayload) return Error(ErrorCode::kMalformed, "BLOB: lengths too large");
+    }
+    if (total != frames[2].size()) {
+      return Error(ErrorCode::kMalformed, "BLOB: the entries' lengths add up to " + std::to_string(total) +
+                                              ", the payload has " + std::to_string(frames[2].size()) + " octets");
+    }
   }
   r.ok = true;
   r.message.type = std::move(type);
@@ -208,6 +242,10 @@ DecodeResult Decode(const std::vector<std::string_view>& frames, Direction from)
   r.message.header = std::move(header);
   return r;
 }
+
+}  // namespace
+
+DecodeResult Decode(const std::vector<std::string_view>& frames, Direction from) { return Check(frames, from, true); }
 
 Message Make(const std::string& type, uint64_t seq, json fields, std::vector<std::string> payloads) {
   Message m;
@@ -239,7 +277,7 @@ std::vector<std::string> Encode(const Message& m) {
   auto c = commands.find(m.type);
   if (c == commands.end()) std::abort();
   Direction from = c->second.from == Direction::kBoth ? Direction::kAgentToAppliance : c->second.from;
-  DecodeResult check = Decode(views, from);
+  DecodeResult check = Check(views, from, /*keep_payloads=*/false);
   if (!check.ok && check.code != ErrorCode::kTooLarge) std::abort();
   return frames;
 }

@@ -27,6 +27,7 @@ inline constexpr std::string_view kVersion = "CAP1";
 inline constexpr size_t kMaxHeader = 64u << 10;
 inline constexpr size_t kMaxPayload = 16u << 20;
 inline constexpr size_t kMaxIdsPerHave = 512;  // 512 x 67 octets fit a header
+inline constexpr size_t kMaxBlobsPerMessage = 256;  // entries of one BLOB (about 150 octets each)
 
 // The error codes of section 9; also the `code` of an ERROR message.
 enum class ErrorCode : int {

@@ -36,6 +36,11 @@ def check(cond, what):
         failures.append(what)
 
 
+def blob_entry(blob_id, kind, compression, size, payload):
+    """One entry of a BLOB message's "blobs" list (section 5.1)."""
+    return {"id": blob_id, "kind": kind, "compression": compression, "size": size, "length": len(payload)}
+
+
 def frames(header, payloads=()):
     return [b"CAP1", json.dumps(header).encode()] + list(payloads)
 
@@ -153,9 +158,11 @@ def main():
         check(is_error(a.recv(), 413), "oversized header: 413")
         a.send_raw([b"ZMTP", b"{}"])
         check(is_error(a.recv(), 400), "wrong version frame: 400")
-        a.send("BLOB", {"job": "j", "id": "a" * 64, "kind": "data", "compression": "none", "size": 1}, [b"x"])
+        a.send("BLOB", {"job": "j", "blobs": [blob_entry("a" * 64, "data", "none", 1, b"x")]}, [b"x"])
         r = a.recv()
         check(r is not None and r.get("type") == "ERROR", "a BLOB for no job gets an error")
+        a.send("BLOB", {"job": "j", "blobs": [blob_entry("a" * 64, "data", "none", 5, b"world")]}, [b"worldx"])
+        check(is_error(a.recv(), 400), "BLOB entries whose lengths do not cut the payload exactly: 400")
         a.close()
 
         # 4. The wrong appliance key: CURVE fails, nothing arrives.
@@ -188,24 +195,35 @@ def main():
         b.send("HAVE", {"job": jid, "ids": [hid]})
         r = b.recv()
         check(r is not None and r.get("type") == "LACK" and r.get("ids") == [hid], "HAVE -> LACK for a new blob")
-        b.send("BLOB", {"job": jid, "id": hid, "kind": "data", "compression": "none", "size": 5}, [b"hellx"])
+        b.send("BLOB", {"job": jid, "blobs": [blob_entry(hid, "data", "none", 5, b"hellx")]}, [b"hellx"])
         r = b.recv()
         check(is_error(r, 422), "a blob whose content does not hash to its ID: 422")
         # A rejected blob's bytes are granted back (section 6), after the error.
         r = b.recv()
         check(r is not None and r.get("type") == "CREDIT" and r.get("bytes") == 5, "... and its credit is returned")
-        b.send("BLOB", {"job": jid, "id": hid, "kind": "data", "compression": "zstd", "size": 5}, [b"garbage!"])
+        b.send("BLOB", {"job": jid, "blobs": [blob_entry(hid, "data", "zstd", 5, b"garbage!")]}, [b"garbage!"])
         check(is_error(b.recv(), 422), "a blob that does not decompress: 422")
         b.recv()
-        b.send("BLOB", {"job": jid, "id": hid, "kind": "tree", "compression": "none", "size": 5}, [b"hello"])
+        b.send("BLOB", {"job": jid, "blobs": [blob_entry(hid, "tree", "none", 5, b"hello")]}, [b"hello"])
         check(is_error(b.recv(), 422), "a tree blob that does not decode: 422")
         b.recv()
-        b.send("BLOB", {"job": jid, "id": hid, "kind": "data", "compression": "none", "size": 5}, [b"hello"])
+        b.send("BLOB", {"job": jid, "blobs": [blob_entry(hid, "data", "none", 5, b"hello")]}, [b"hello"])
         r = b.recv()
         check(r is not None and r.get("type") == "CREDIT" and r.get("bytes") == 5, "a good blob is stored: CREDIT 5")
         b.send("HAVE", {"job": jid, "ids": [hid]})
         r = b.recv()
         check(r is not None and r.get("type") == "LACK" and r.get("ids") == [], "HAVE after the blob arrived: nothing lacking")
+        # Several blobs in one BLOB: each is checked on its own; one CREDIT
+        # for the whole payload.
+        hid2 = hashlib.sha256(b"world").hexdigest()
+        b.send("BLOB", {"job": jid, "blobs": [blob_entry(hid2, "data", "none", 5, b"world"),
+                                              blob_entry(hid2, "data", "none", 5, b"wxrld")]}, [b"worldwxrld"])
+        check(is_error(b.recv(), 422), "a batch with one poisoned blob: 422 for that one")
+        r = b.recv()
+        check(r is not None and r.get("type") == "CREDIT" and r.get("bytes") == 10, "... and one CREDIT for the batch")
+        b.send("HAVE", {"job": jid, "ids": [hid2]})
+        r = b.recv()
+        check(r is not None and r.get("type") == "LACK" and r.get("ids") == [], "the good blob of the batch arrived")
         b.send("HAVE", {"job": "j-other", "ids": [hid]})
         check(is_error(b.recv(), 404), "HAVE for a job that is not this agent's: 404")
         missing = hashlib.sha256(b"a tree that never arrived").hexdigest()

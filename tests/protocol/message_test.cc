@@ -47,7 +47,11 @@ TEST_CASE("cap: every command round-trips through Encode and Decode", "[protocol
       {Make("ACCEPT", 2, {{"job", "j-1"}}), Direction::kAgentToAppliance},
       {Make("HAVE", 3, {{"job", "j-1"}, {"ids", {kId, std::string(64, '0')}}}), Direction::kAgentToAppliance},
       {Make("LACK", 3, {{"job", "j-1"}, {"ids", {kId}}}), Direction::kApplianceToAgent},
-      {Make("BLOB", 4, {{"job", "j-1"}, {"id", kId}, {"kind", "data"}, {"compression", "zstd"}, {"size", 3}},
+      {Make("BLOB", 4,
+            {{"job", "j-1"},
+             {"blobs",
+              {{{"id", kId}, {"kind", "data"}, {"compression", "zstd"}, {"size", 3}, {"length", 2}},
+               {{"id", kId}, {"kind", "tree"}, {"compression", "none"}, {"size", 1}, {"length", 1}}}}},
             {std::string("\0\1\2", 3)}),
        Direction::kAgentToAppliance},
       {Make("CREDIT", 5, {{"job", "j-1"}, {"bytes", 1024}}), Direction::kApplianceToAgent},
@@ -101,16 +105,33 @@ TEST_CASE("cap: malformed messages get 400 with a reason, oversized ones 413", "
   REQUIRE(code(Frames(R"({"type":"ACCEPT","seq":1})")) == 400);                // missing field
   REQUIRE(code(Frames(R"({"type":"ACCEPT","seq":1,"job":5})")) == 400);        // wrong type
   REQUIRE(code(Frames(R"({"type":"PING","seq":1})", {"payload"})) == 400);     // payload not allowed
-  std::string blob = R"({"type":"BLOB","seq":1,"job":"j","id":")" + kId + R"(","kind":"data","compression":"none","size":1})";
+  std::string blob = R"({"type":"BLOB","seq":1,"job":"j","blobs":[{"id":")" + kId +
+                     R"(","kind":"data","compression":"none","size":1,"length":1}]})";
   REQUIRE(DecodeFrames(Frames(blob, {"x"})).ok);
   REQUIRE(code(Frames(blob)) == 400);                                          // payload missing
   REQUIRE(code(Frames(blob, {"x", "y"})) == 400);
+  REQUIRE(code(Frames(blob, {"xy"})) == 400);                                  // lengths do not cut the payload
+  REQUIRE(code(Frames(blob, {""})) == 400);
   std::string bad_id = blob;
   bad_id.replace(bad_id.find(kId), 64, std::string(64, 'A'));
   REQUIRE(code(Frames(bad_id, {"x"})) == 400);
   std::string bad_kind = blob;
   bad_kind.replace(bad_kind.find("\"data\""), 6, "\"evil\"");
   REQUIRE(code(Frames(bad_kind, {"x"})) == 400);
+  std::string extra_key = blob;
+  extra_key.replace(extra_key.find("\"length\""), 8, "\"evil\":1,\"length\"");
+  REQUIRE(code(Frames(extra_key, {"x"})) == 400);
+  REQUIRE(code(Frames(R"({"type":"BLOB","seq":1,"job":"j","blobs":[]})", {""})) == 400);  // no entries
+  // Lengths whose sum overflows are refused, not wrapped.
+  std::string overflow = blob;
+  overflow.replace(overflow.find("\"length\":1"), 10, "\"length\":18446744073709551615");
+  REQUIRE(code(Frames(overflow, {"x"})) == 400);
+  // Too many entries in one BLOB.
+  json many{{"type", "BLOB"}, {"seq", 1}, {"job", "j"}, {"blobs", json::array()}};
+  for (size_t i = 0; i <= kMaxBlobsPerMessage; ++i) {
+    many["blobs"].push_back({{"id", kId}, {"kind", "data"}, {"compression", "none"}, {"size", 0}, {"length", 0}});
+  }
+  REQUIRE(code(Frames(many.dump(), {""})) == 400);
   // Too many IDs in one HAVE.
   json have{{"type", "HAVE"}, {"seq", 1}, {"job", "j"}, {"ids", std::vector<std::string>(kMaxIdsPerHave + 1, kId)}};
   REQUIRE(code(Frames(have.dump())) == 400);
