@@ -16,6 +16,7 @@
 #include <set>
 #include <unordered_set>
 
+#include "appliance/job_state.h"
 #include "appliance/registry.h"
 #include "base/bytes.h"
 #include "base/crypto.h"
@@ -96,61 +97,29 @@ struct Job {
   bool needs_restart = false;
 };
 
-// The state of a running backup job saved by a custosd that stops cleanly
-// (after flushing the repository, so every received blob is in a pack):
-// DATA_DIR/jobs/JOB.resume = "CUSTOSJ1" || u64 data_blobs, tree_blobs,
-// bytes_stored, rejected, n || n x 32-octet blob IDs || SHA-256 of all before.
-constexpr char kResumeMagic[] = "CUSTOSJ1";
-
-// Blobs an agent sent in jobs that failed (DATA_DIR/hosts/AGENT.sent): they
-// are its own data, so HAVE may count them as its host's, and its next
-// backup does not send them again. Same layout as a resume file with the
-// counters zero. Dropped when the host's next backup is committed.
-std::string SentPath(const std::string& data_dir, const std::string& agent) {
-  return data_dir + "/hosts/" + agent + ".sent";
+JobState StateOf(const Job& j) {
+  JobState s;
+  s.data_blobs = j.data_blobs;
+  s.tree_blobs = j.tree_blobs;
+  s.bytes_stored = j.bytes_stored;
+  s.rejected = j.rejected;
+  s.received = j.received;
+  return s;
 }
 
+// A running backup's state saved by a custosd that stops cleanly (after
+// flushing the repository, so every received blob is in a pack):
+// DATA_DIR/jobs/JOB.resume (appliance/job_state.h).
 std::string ResumePath(const std::string& data_dir, const std::string& job) {
   return data_dir + "/jobs/" + job + ".resume";
 }
 
-Status SaveIdSet(const std::string& path, const Job& j, const std::unordered_set<Id, IdHash>& ids) {
-  Bytes out(kResumeMagic, kResumeMagic + 8);
-  for (uint64_t v : {j.data_blobs, j.tree_blobs, j.bytes_stored, j.rejected, uint64_t(ids.size())}) PutU64(out, v);
-  for (const Id& id : ids) Append(out, ByteView(id.bytes.data(), id.bytes.size()));
-  Id sum = Sha256(out);
-  Append(out, ByteView(sum.bytes.data(), sum.bytes.size()));
-  RETURN_IF_ERROR(MakeDirs(path.substr(0, path.rfind('/')), 0700));
-  return WriteFileAtomic(path, out, 0600, Overwrite::kYes);
-}
-
-Status SaveResumeState(const std::string& data_dir, const Job& j) {
-  return SaveIdSet(ResumePath(data_dir, j.rec.id), j, j.received);
-}
-
-// Reads a file written by SaveIdSet into j's counters and j->received.
-// False (and `j` untouched) when there is no such file or it is damaged.
-bool LoadIdSet(const std::string& path, Job* j) {
-  auto data = ReadFile(path);
-  if (!data.ok() || data->size() < 8 + 5 * 8 + 32) return false;
-  const Bytes& b = *data;
-  if (!std::equal(b.begin(), b.begin() + 8, kResumeMagic)) return false;
-  size_t body = b.size() - 32;
-  Id sum = Sha256(ByteView(b.data(), body));
-  if (!std::equal(sum.bytes.begin(), sum.bytes.end(), b.begin() + body)) return false;
-  uint64_t v[5];
-  for (int i = 0; i < 5; ++i) v[i] = GetU64(b.data() + 8 + 8 * i);
-  if (v[4] != (body - 48) / 32 || (body - 48) % 32 != 0) return false;
-  j->data_blobs = v[0];
-  j->tree_blobs = v[1];
-  j->bytes_stored = v[2];
-  j->rejected = v[3];
-  for (uint64_t i = 0; i < v[4]; ++i) {
-    Id id;
-    std::copy(b.begin() + 48 + 32 * i, b.begin() + 48 + 32 * (i + 1), id.bytes.begin());
-    j->received.insert(id);
-  }
-  return true;
+// Blobs an agent sent in jobs that failed (DATA_DIR/hosts/AGENT.sent): they
+// are its own data, so HAVE may count them as its host's, and its next
+// backup does not send them again. Dropped when the host's next backup is
+// committed.
+std::string SentPath(const std::string& data_dir, const std::string& agent) {
+  return data_dir + "/hosts/" + agent + ".sent";
 }
 
 int64_t NowS() { return int64_t(::time(nullptr)); }
@@ -275,9 +244,8 @@ struct Server::Impl {
       if (!st.ok()) Log("host blob set of " + j.rec.agent + ": " + st.ToString());
     }
     for (const auto& [bid, size] : blobs) j.host_blobs.insert(bid);
-    Job sent;
-    if (LoadIdSet(SentPath(opts.data_dir, j.rec.agent), &sent)) {
-      for (const Id& id : sent.received) {
+    if (auto sent = LoadJobState(SentPath(opts.data_dir, j.rec.agent)); sent.ok()) {
+      for (const Id& id : sent->received) {
         if (repo->HasBlob(id)) j.host_blobs.insert(id);  // not pruned since
       }
     }
@@ -287,10 +255,10 @@ struct Server::Impl {
   void KeepSentBlobs(Job& j) {
     if (j.rec.kind != "backup" || j.received.empty()) return;
     Status st = repo->Flush();  // they must be in packs before HAVE counts them
-    Job sent;
-    LoadIdSet(SentPath(opts.data_dir, j.rec.agent), &sent);
+    JobState sent;
+    if (auto old = LoadJobState(SentPath(opts.data_dir, j.rec.agent)); old.ok()) sent = std::move(old).value();
     sent.received.insert(j.received.begin(), j.received.end());
-    if (st.ok()) st = SaveIdSet(SentPath(opts.data_dir, j.rec.agent), Job{}, sent.received);
+    if (st.ok()) st = SaveJobState(SentPath(opts.data_dir, j.rec.agent), sent);
     if (!st.ok()) Log("job " + j.rec.id + ": keeping what arrived for the next run failed: " + st.ToString());
   }
 
@@ -368,7 +336,7 @@ struct Server::Impl {
         continue;
       }
       if (!st.ok() || j.needs_restart) continue;  // the next daemon asks the agent to walk again
-      Status saved = SaveResumeState(opts.data_dir, j);
+      Status saved = SaveJobState(ResumePath(opts.data_dir, j.rec.id), StateOf(j));
       if (!saved.ok()) Log("job " + jid + ": saving its state failed: " + saved.ToString());
       else Log("job " + jid + ": state saved; the agent continues when custosd is back");
     }
@@ -398,7 +366,17 @@ struct Server::Impl {
           if (x.is_string()) j.paths.push_back(x.get<std::string>());
         }
       }
-      j.needs_restart = !LoadIdSet(ResumePath(opts.data_dir, j.rec.id), &j);
+      auto saved = LoadJobState(ResumePath(opts.data_dir, j.rec.id));
+      if (saved.ok()) {
+        j.data_blobs = saved->data_blobs;
+        j.tree_blobs = saved->tree_blobs;
+        j.bytes_stored = saved->bytes_stored;
+        j.rejected = saved->rejected;
+        j.received = std::move(saved->received);
+      } else if (saved.status().code() != Code::kNotFound) {
+        Log("job " + r.id + ": its saved state is unusable (" + saved.status().ToString() + ")");
+      }
+      j.needs_restart = !saved.ok();
       ::unlink(ResumePath(opts.data_dir, j.rec.id).c_str());  // used once
       j.detached_ms = NowMs();
       Log("job " + r.id + " (backup on " + r.agent + ") was running when the appliance stopped; waiting up to " +

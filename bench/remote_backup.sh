@@ -8,7 +8,11 @@
 #   as it is: run backup_peers.sh first, or point SERVER at any tree).
 #   BIN_DIR: where custos, custosd and custos-agent are (default build/cmd).
 # Env: REPS (default 2), COLD (1: drop the page cache before each timed run),
-#      SERVER (default WORKDIR/server).
+#      SERVER (default WORKDIR/server),
+#      PIN (0, default: every process may use every core; 1: two machines
+#      emulated on a 2-core box: the local backup and the agent on CPU 0 (the
+#      server), custosd and the polling CLI on CPU 1 (the appliance)).
+#      Results go to WORKDIR/remote/runs.csv (PIN=0) or runs-pinned.csv.
 # Steps per rep: first backup and unchanged re-backup, local and through the agent.
 # Output: one line per run and a markdown table (wall, throughput, peak RSS of
 #   custos / custosd / custos-agent) on stdout; runs in WORKDIR/remote/runs.csv.
@@ -19,9 +23,15 @@ BIN=$(cd "${2:-build/cmd}" && pwd)
 REPS=${REPS:-2}
 COLD=${COLD:-1}
 SERVER=${SERVER:-$WORK/server}
+PIN=${PIN:-0}
 OUT=$WORK/remote
 mkdir -p "$OUT"
 CSV=$OUT/runs.csv
+server_cpu=() appliance_cpu=()
+if [[ $PIN == 1 ]]; then
+  CSV=$OUT/runs-pinned.csv
+  server_cpu=(taskset -c 0) appliance_cpu=(taskset -c 1)
+fi
 [[ -f $CSV ]] || echo "mode,rep,wall_s,bytes,custos_rss_kb,custosd_rss_kb,agent_rss_kb" >"$CSV"
 BYTES=$(du -sb "$SERVER" | cut -f1)
 
@@ -55,26 +65,26 @@ for rep in $(seq "$REPS"); do
   rm -rf "$OUT/local-repo"
   printf 'bench\n' >"$OUT/pass"
   "$BIN/custos" init --repo "$OUT/local-repo" --password-file "$OUT/pass" --quiet >/dev/null
-  local_backup=("$BIN/custos" backup --repo "$OUT/local-repo" --password-file "$OUT/pass" --quiet "$SERVER")
+  local_backup=("${server_cpu[@]}" "$BIN/custos" backup --repo "$OUT/local-repo" --password-file "$OUT/pass" --quiet "$SERVER")
   timed local "$rep" "${local_backup[@]}"
   timed local-unchanged "$rep" "${local_backup[@]}"
 
   # Through the appliance: a fresh custosd and agent on loopback, the same
   # two backups (the second uses the agent's files cache and HAVE/LACK).
   rm -rf "$OUT/appliance" "$OUT/agent"
-  "$BIN/custosd" --data-dir "$OUT/appliance" --listen tcp://127.0.0.1:0 >"$OUT/custosd.out" 2>"$OUT/custosd.log" &
+  "${appliance_cpu[@]}" "$BIN/custosd" --data-dir "$OUT/appliance" --listen tcp://127.0.0.1:0 >"$OUT/custosd.out" 2>"$OUT/custosd.log" &
   dpid=$!
   for _ in $(seq 100); do grep -q "listening on" "$OUT/custosd.out" && break; sleep 0.1; done
   ep=$(awk '{print $NF}' "$OUT/custosd.out")
   token=$("$BIN/custos" --data-dir "$OUT/appliance" --json agent add bench | sed -n 's/.*"token":"\([^"]*\)".*/\1/p')
   "$BIN/custos-agent" --state-dir "$OUT/agent" enroll --appliance "$ep" --token "$token" >/dev/null
-  "$BIN/custos-agent" --state-dir "$OUT/agent" run 2>"$OUT/agent.log" &
+  "${server_cpu[@]}" "$BIN/custos-agent" --state-dir "$OUT/agent" run 2>"$OUT/agent.log" &
   apid=$!
   for _ in $(seq 100); do
     "$BIN/custos" --data-dir "$OUT/appliance" --json status 2>/dev/null | grep -q '"connected":true' && break
     sleep 0.1
   done
-  remote_backup=("$BIN/custos" --data-dir "$OUT/appliance" --quiet backup --agent bench "$SERVER")
+  remote_backup=("${appliance_cpu[@]}" "$BIN/custos" --data-dir "$OUT/appliance" --quiet backup --agent bench "$SERVER")
   timed remote "$rep" "${remote_backup[@]}"
   timed remote-unchanged "$rep" "${remote_backup[@]}"
   kill $apid $dpid
@@ -82,9 +92,11 @@ for rep in $(seq "$REPS"); do
   dpid= apid=
 done
 
-python3 - "$CSV" <<'PY'
+python3 - "$CSV" "$PIN" <<'PY'
 import csv, statistics, sys
 rows = list(csv.DictReader(open(sys.argv[1])))
+if sys.argv[2] == "1":
+    print("PIN=1: local backup and agent on CPU 0, custosd on CPU 1 (two one-core machines emulated)\n")
 def med(mode, key):
     v = [float(r[key]) for r in rows if r["mode"] == mode]
     return statistics.median(v) if v else float("nan")
