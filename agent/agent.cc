@@ -15,6 +15,7 @@
 #include <memory>
 #include <thread>
 
+#include "agent/remote_source.h"
 #include "agent/remote_target.h"
 #include "appliance/registry.h"
 #include "base/bytes.h"
@@ -216,6 +217,7 @@ Status Agent::Run(const RunOptions& options) {
       if (j) j->Abandon("agent stopping");
     }
   } guard{job};
+  std::unique_ptr<RestoreRun> restore;  // a restore job (agent/remote_source.h); its destructor joins
   try {
     zmq::context_t ctx(1);
     int heartbeat_ms = 5000;
@@ -242,12 +244,13 @@ Status Agent::Run(const RunOptions& options) {
         last_sent = std::chrono::steady_clock::now();
       };
       auto end_job = [&](const std::string& why) {
+        restore.reset();  // abandons a running restore
         if (!job) return;
         job->Abandon(why);
         job.reset();
       };
       while (!stop_.load()) {
-        auto r = Receive(*sock, job ? 5 : 200);
+        auto r = Receive(*sock, job || restore ? 5 : 200);
         auto now = std::chrono::steady_clock::now();
         if (r) {
           last_heard = now;
@@ -262,10 +265,18 @@ Status Agent::Run(const RunOptions& options) {
             send(cap::Make("PONG", 0));
           } else if (m.type == "JOB") {
             std::string id = m.header["job"];
-            if (job) {
-              send(cap::MakeError(0, cap::ErrorCode::kOutOfOrder, "busy with job " + job->id, m.seq));
-            } else if (m.header["kind"] != "backup") {
-              send(cap::MakeError(0, cap::ErrorCode::kMalformed, "this agent runs backup jobs only", m.seq));
+            if (job || restore) {
+              send(cap::MakeError(0, cap::ErrorCode::kOutOfOrder, "busy with job " + (job ? job->id : restore->id()),
+                                  m.seq));
+            } else if (m.header["kind"] == "restore") {
+              auto r = RestoreRun::Start(id, m.seq, m.header["params"]);
+              if (!r.ok()) {
+                send(cap::MakeError(0, cap::ErrorCode::kMalformed, r.status().message(), m.seq));
+              } else {
+                restore = std::move(r).value();
+                send(cap::Make("ACCEPT", 0, {{"job", id}}));
+                say("restore job " + id + " started");
+              }
             } else {
               snapshot::BackupOptions o;
               Key32 ckey{};
@@ -297,6 +308,8 @@ Status Agent::Run(const RunOptions& options) {
                 });
               }
             }
+          } else if ((m.type == "BLOB" || m.type == "LACK") && restore && m.header["job"] == restore->id()) {
+            restore->OnMessage(m);
           } else if (m.type == "LACK" && job && m.header["job"] == job->id) {
             job->target->OnLack(m.header["ids"]);
           } else if (m.type == "CREDIT") {
@@ -316,13 +329,17 @@ Status Agent::Run(const RunOptions& options) {
               return UnauthenticatedError("the appliance refused this agent: " + reason);
             }
             say("error " + std::to_string(code) + ": " + reason);
-            if (job) {
+            if (job || restore) {
               // The job's messages are the only ones that can go wrong now.
               end_job("appliance error " + std::to_string(code) + ": " + reason);
               continue;
             }
             break;  // out of step (the appliance restarted?): a fresh session greets again
           }
+        }
+        if (restore && greeted && restore->Pump(send)) {
+          say("restore job " + restore->id() + " " + restore->Summary());
+          restore.reset();
         }
         if (job && greeted) {
           job->target->Pump(send, &credit, &slots);
