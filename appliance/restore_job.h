@@ -58,8 +58,9 @@ class RestoreJob {
   size_t allowance() const { return allowed_.size(); }
 
   // A WANT's IDs (the codec checked their form). PermissionDenied names
-  // the first ID outside the allowance; ResourceExhausted-like
-  // InvalidArgument when more than kMaxWanted would be outstanding.
+  // the first ID outside the allowance (the server answers 403);
+  // InvalidArgument when more than kMaxWanted would be outstanding (429).
+  // Either fails the job.
   Status OnWant(const nlohmann::json& ids);
   void OnCredit(uint64_t bytes) { credit_ += bytes; }
   // Sends (through `send`, which numbers the message) every BLOB the

@@ -7,7 +7,9 @@
 // Jobs: `backup` jobs run on an agent (JOB, HAVE/LACK, BLOB, COMMIT; each
 // blob's SHA-256 checked before it is sealed and stored, the snapshot
 // stamped with the agent's enrolled name and the appliance's clock).
-// Restore jobs over CAP are not built yet.
+// `restore` jobs (appliance/restore_job.h) send an agent the blobs of one
+// snapshot path as it asks for them (WANT, BLOB within its CREDIT; any
+// other blob is 403) and keep the signed report of its RESULT.
 //
 // Thread-safety: Run() on one thread; Stop() from any thread or a signal
 // handler (it only stores an atomic).
