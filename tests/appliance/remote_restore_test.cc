@@ -10,6 +10,7 @@
 
 #include <string>
 
+#include "appliance/registry.h"
 #include "tests/appliance/appliance_fixture.h"
 #include "tests/cli/cli_fixture.h"
 #include "tests/snapshot/tree_fixture.h"
@@ -189,4 +190,37 @@ TEST_CASE("remote restore: a symlink in the target is not followed, a file that 
   RunResult text = Cli(a.data, "restore latest:" + Q(src) + " --agent web01 --target " + Q(target));
   REQUIRE_EXIT(text, 3);
   REQUIRE(Contains(text.err, "error: " + src + "/blocked: exists in the target"));
+}
+
+TEST_CASE("registry: a schema-1 registry (no jobs.report) opens, gains the column and keeps its rows",
+          "[appliance][restore]") {
+  test::TempDir work;
+  std::string path = work.path() + "/registry.db";
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+  REQUIRE(sqlite3_exec(db,
+                       "CREATE TABLE jobs (id TEXT PRIMARY KEY, agent TEXT NOT NULL, kind TEXT NOT NULL,"
+                       " state TEXT NOT NULL, started INTEGER NOT NULL, ended INTEGER NOT NULL DEFAULT 0,"
+                       " params TEXT NOT NULL DEFAULT '{}', snapshot TEXT NOT NULL DEFAULT '',"
+                       " error TEXT NOT NULL DEFAULT '', files INTEGER NOT NULL DEFAULT 0,"
+                       " bytes INTEGER NOT NULL DEFAULT 0);"
+                       "INSERT INTO jobs (id, agent, kind, state, started) VALUES ('j-old', 'db01', 'backup', 'ok', 5);",
+                       nullptr, nullptr, nullptr) == SQLITE_OK);
+  sqlite3_close(db);
+  for (int round = 0; round < 2; ++round) {  // upgraded once, then opened as it is
+    auto reg = appliance::Registry::Open(path);
+    INFO(reg.status().ToString());
+    REQUIRE(reg.ok());
+    if (round == 0) {
+      appliance::JobRecord j{"j-new", "db01", "restore", "ok", 10, 11, "{}", "", "", 1, 2};
+      j.report = std::string(64, 'b');
+      REQUIRE((*reg)->SaveJob(j).ok());
+    }
+    auto jobs = (*reg)->Jobs();
+    REQUIRE(jobs.ok());
+    REQUIRE(jobs->size() == 2);
+    REQUIRE((*jobs)[0].report == std::string(64, 'b'));
+    REQUIRE((*jobs)[1].id == "j-old");
+    REQUIRE((*jobs)[1].report.empty());
+  }
 }
