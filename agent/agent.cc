@@ -15,6 +15,7 @@
 #include <memory>
 #include <thread>
 
+#include "agent/remote_source.h"
 #include "agent/remote_target.h"
 #include "appliance/registry.h"
 #include "base/bytes.h"
@@ -245,6 +246,7 @@ Status Agent::Run(const RunOptions& options) {
       if (j) j->Abandon("agent stopping");
     }
   } guard{job};
+  std::unique_ptr<RestoreRun> restore;  // a restore job (agent/remote_source.h); its destructor joins
   try {
     zmq::context_t ctx(1);
     int heartbeat_ms = 5000;
@@ -271,6 +273,7 @@ Status Agent::Run(const RunOptions& options) {
         last_sent = std::chrono::steady_clock::now();
       };
       auto end_job = [&](const std::string& why, bool drop_cache = false) {
+        restore.reset();  // abandons a running restore
         if (!job) return;
         job->Abandon(why, drop_cache);
         job.reset();
@@ -278,6 +281,10 @@ Status Agent::Run(const RunOptions& options) {
       // The session is over but the job is not: the next session asks the
       // appliance to continue it (cap.md section 7).
       auto detach_job = [&](const std::string& why) {
+        if (restore) {  // restores do not resume (cap.md section 7): the appliance fails them
+          say("restore job " + restore->id() + " abandoned: " + why);
+          restore.reset();
+        }
         if (!job) return;
         if (++job->breaks > kMaxBreaks) {
           say("backup job " + job->id + " given up: " + why + " (" + std::to_string(kMaxBreaks) +
@@ -289,7 +296,7 @@ Status Agent::Run(const RunOptions& options) {
         say("backup job " + job->id + " waits for the appliance: " + why);
       };
       while (!stop_.load()) {
-        auto r = Receive(*sock, job ? 5 : 200);
+        auto r = Receive(*sock, job || restore ? 5 : 200);
         auto now = std::chrono::steady_clock::now();
         if (r) {
           last_heard = now;
@@ -328,10 +335,18 @@ Status Agent::Run(const RunOptions& options) {
             send(cap::Make("PONG", 0));
           } else if (m.type == "JOB") {
             std::string id = m.header["job"];
-            if (job) {
-              send(cap::MakeError(0, cap::ErrorCode::kOutOfOrder, "busy with job " + job->id, m.seq));
-            } else if (m.header["kind"] != "backup") {
-              send(cap::MakeError(0, cap::ErrorCode::kMalformed, "this agent runs backup jobs only", m.seq));
+            if (job || restore) {
+              send(cap::MakeError(0, cap::ErrorCode::kOutOfOrder, "busy with job " + (job ? job->id : restore->id()),
+                                  m.seq));
+            } else if (m.header["kind"] == "restore") {
+              auto r = RestoreRun::Start(id, m.seq, m.header["params"]);
+              if (!r.ok()) {
+                send(cap::MakeError(0, cap::ErrorCode::kMalformed, r.status().message(), m.seq));
+              } else {
+                restore = std::move(r).value();
+                send(cap::Make("ACCEPT", 0, {{"job", id}}));
+                say("restore job " + id + " started");
+              }
             } else {
               auto j = std::make_unique<BackupJob>();
               Status ps = ParseBackupParams(m.header["params"], &j->options, &j->chunker_key, &j->chunker,
@@ -352,6 +367,8 @@ Status Agent::Run(const RunOptions& options) {
                 job->Start();
               }
             }
+          } else if ((m.type == "BLOB" || m.type == "LACK") && restore && m.header["job"] == restore->id()) {
+            restore->OnMessage(m);
           } else if (m.type == "LACK" && job && m.header["job"] == job->id) {
             job->breaks = 0;
             job->target->OnLack(m.header["ids"]);
@@ -383,13 +400,17 @@ Status Agent::Run(const RunOptions& options) {
               detach_job("the session with the appliance is out of step");
               break;
             }
-            if (job) {
+            if (job || restore) {
               // The appliance refused the job (its blobs or COMMIT, or it no
               // longer knows it): it may lack what the files cache says.
               end_job("appliance error " + std::to_string(code) + ": " + reason, true);
               continue;
             }
           }
+        }
+        if (restore && greeted && restore->Pump(send)) {
+          say("restore job " + restore->id() + " " + restore->Summary());
+          restore.reset();
         }
         if (job && greeted) {
           job->target->Pump(send, &credit, &slots);

@@ -3,8 +3,10 @@
 // heartbeats; reconnects and greets again after a drop). The agent never
 // listens on a port: it dials the appliance (DEALER to ROUTER).
 //
-// What exists so far (issue 5, first part): enrolment and the session.
-// Running backup and restore jobs for the appliance is not built yet.
+// Jobs, one at a time (another JOB meanwhile: ERROR 409): backups with the
+// archiver and a RemoteTarget (agent/remote_target.h), restores with the
+// restorer and a RemoteSource (agent/remote_source.h), each on its own
+// thread, which the session thread pumps without ever waiting for it.
 //
 // State directory (created 0700): agent.key (public and secret key, Z85,
 // 0600), appliance.json (endpoint, pinned appliance key, this agent's

@@ -126,6 +126,15 @@ Result<std::unique_ptr<Registry>> Registry::Open(const std::string& path) {
       " error TEXT NOT NULL DEFAULT '',"
       " files INTEGER NOT NULL DEFAULT 0,"
       " bytes INTEGER NOT NULL DEFAULT 0)"));
+  // Schema 2 (restore jobs): the signed report a restore job left. A
+  // registry of schema 1 gains the column in place; its rows get ''.
+  bool has_report = false;
+  {
+    Stmt q(db, "PRAGMA table_info(jobs)");
+    while (q.Step() == SQLITE_ROW) has_report = has_report || q.Text(1) == "report";
+  }
+  if (!has_report) RETURN_IF_ERROR(r->Exec("ALTER TABLE jobs ADD COLUMN report TEXT NOT NULL DEFAULT ''"));
+  RETURN_IF_ERROR(r->Exec("PRAGMA user_version = 2"));
   return r;
 }
 
@@ -217,26 +226,27 @@ Result<std::vector<AgentInfo>> Registry::List() {
 
 Status Registry::SaveJob(const JobRecord& j) {
   Stmt q(db_,
-         "INSERT INTO jobs (id, agent, kind, state, started, ended, params, snapshot, error, files, bytes)"
-         " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+         "INSERT INTO jobs (id, agent, kind, state, started, ended, params, snapshot, error, files, bytes, report)"
+         " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
          " ON CONFLICT(id) DO UPDATE SET state = ?4, ended = ?6, snapshot = ?8, error = ?9, files = ?10,"
-         " bytes = ?11");
+         " bytes = ?11, report = ?12");
   q.Bind(1, j.id).Bind(2, j.agent).Bind(3, j.kind).Bind(4, j.state).Bind(5, j.started).Bind(6, j.ended);
   q.Bind(7, j.params).Bind(8, j.snapshot).Bind(9, j.error).Bind(10, int64_t(j.files)).Bind(11, int64_t(j.bytes));
+  q.Bind(12, j.report);
   if (q.Step() != SQLITE_DONE) return q.Error("save job");
   return Status::Ok();
 }
 
 Result<std::vector<JobRecord>> Registry::Jobs(int limit) {
   Stmt q(db_,
-         "SELECT id, agent, kind, state, started, ended, params, snapshot, error, files, bytes FROM jobs"
+         "SELECT id, agent, kind, state, started, ended, params, snapshot, error, files, bytes, report FROM jobs"
          " ORDER BY started DESC, rowid DESC LIMIT ?1");
   q.Bind(1, int64_t(limit));
   std::vector<JobRecord> out;
   int rc;
   while ((rc = q.Step()) == SQLITE_ROW) {
     out.push_back(JobRecord{q.Text(0), q.Text(1), q.Text(2), q.Text(3), q.Int(4), q.Int(5), q.Text(6), q.Text(7),
-                            q.Text(8), uint64_t(q.Int(9)), uint64_t(q.Int(10))});
+                            q.Text(8), uint64_t(q.Int(9)), uint64_t(q.Int(10)), q.Text(11)});
   }
   if (rc != SQLITE_DONE) return q.Error("jobs");
   return out;

@@ -36,14 +36,16 @@ struct AgentInfo {
   std::string version, host;
 };
 
-// One job in the history (jobs table).
+// One job in the history (jobs table; schema 2 added `report`, and a
+// registry of schema 1 is upgraded in place when opened).
 struct JobRecord {
-  std::string id, agent, kind;  // kind: "backup"
+  std::string id, agent, kind;  // kind: "backup", "restore"
   std::string state;            // "running", "ok", "partial", "failed"
   int64_t started = 0, ended = 0;  // Unix seconds, 0 = not yet
   std::string params;           // JSON
-  std::string snapshot, error;
+  std::string snapshot, error;  // snapshot: made (backup) or restored (restore)
   uint64_t files = 0, bytes = 0;
+  std::string report;           // restore: the signed report's ID (hex), once saved
 };
 
 // The printable enrolment token: "CAPT1." + base64url(appliance key || secret).

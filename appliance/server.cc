@@ -18,11 +18,13 @@
 
 #include "appliance/job_state.h"
 #include "appliance/registry.h"
+#include "appliance/restore_job.h"
 #include "base/bytes.h"
 #include "base/crypto.h"
 #include "base/file_util.h"
 #include "base/version.h"
 #include "protocol/message.h"
+#include "restore/report.h"
 #include "snapshot/archiver.h"
 #include "snapshot/browse.h"
 #include "snapshot/manifest.h"
@@ -95,6 +97,7 @@ struct Job {
   // crash): what it received may have been lost with its open pack, so the
   // agent must walk again (WELCOME action "restart").
   bool needs_restart = false;
+  std::unique_ptr<RestoreJob> restore;  // kind "restore" (appliance/restore_job.h)
 };
 
 JobState StateOf(const Job& j) {
@@ -215,6 +218,10 @@ struct Server::Impl {
   }
 
   void EndJob(Job& j, const std::string& state, const std::string& error) {
+    if (j.restore && j.rec.report.empty()) {  // every restore leaves a signed report, a failed one too
+      auto o = j.restore->Fail(j.rec.agent, error);
+      j.rec.report = o.report;
+    }
     j.rec.state = state;
     j.rec.error = error;
     j.rec.ended = NowS();
@@ -416,6 +423,7 @@ struct Server::Impl {
       j->rec.bytes = m.header["bytes"];
       return;
     }
+    if (j->restore) return HandleRestoreMessage(id, p, *j, m);
     if (m.type == "HAVE") {
       json lack = json::array();
       for (const auto& s : m.header["ids"]) {
@@ -511,6 +519,82 @@ struct Server::Impl {
     // The bytes are out of the agent's way: grant them again.
     p.credit += payload.size();
     Send(id, p, cap::Make("CREDIT", 0, {{"job", j.rec.id}, {"bytes", uint64_t(payload.size())}}));
+  }
+
+  // WANT, CREDIT and RESULT of a restore job (cap.md section 5.2).
+  void HandleRestoreMessage(const std::string& id, Peer& p, Job& j, const cap::Message& m) {
+    RestoreJob& r = *j.restore;
+    if (m.type == "WANT") {
+      Status st = r.OnWant(m.header["ids"]);
+      if (!st.ok()) {
+        bool forbidden = st.code() == Code::kPermissionDenied;
+        SendError(id, p, forbidden ? cap::ErrorCode::kForbidden : cap::ErrorCode::kCreditExceeded, st.message(), m.seq);
+        EndJob(j, "failed", "agent " + j.rec.agent + ": " + st.message());
+        return;
+      }
+    } else if (m.type == "CREDIT") {
+      r.OnCredit(m.header["bytes"]);
+    } else if (m.type == "RESULT") {
+      auto o = r.Finish(j.rec.agent, m.header["counts"], m.header["failures"]);
+      j.rec.report = o.report;
+      j.rec.files = o.files;
+      j.rec.bytes = o.bytes;
+      EndJob(j, o.state, o.error);
+      return;
+    } else {
+      SendError(id, p, cap::ErrorCode::kOutOfOrder, m.type + " is not part of a restore job", m.seq);
+      return;
+    }
+    r.Pump(j.rec.id, [&](cap::Message out) { Send(id, p, std::move(out)); });
+  }
+
+  json StartRestore(const json& req) {
+    std::string agent = req.value("agent", "");
+    std::string peer_id;
+    int64_t now = NowMs();
+    for (auto& [pid, p] : peers) {
+      if (p.agent == agent && p.greeted && now - p.last_seen_ms < 3 * opts.heartbeat_ms) peer_id = pid;
+    }
+    if (peer_id.empty()) {
+      return json{{"ok", false}, {"error", "agent " + agent + " is not connected"}, {"code", "not-connected"}};
+    }
+    for (const auto& [jid, j] : jobs) {
+      if (j.rec.agent == agent) return json{{"ok", false}, {"error", "agent " + agent + " is already running job " + jid}};
+    }
+    Status flushed = repo->Flush();  // what custosd wrote is readable through the index
+    auto plan = flushed.ok() ? RestoreJob::Plan(*repo, agent, req) : Result<std::unique_ptr<RestoreJob>>(flushed);
+    if (!plan.ok()) return json{{"ok", false}, {"error", plan.status().message()}};
+    Job j;
+    uint8_t rnd[6];
+    RandomBytes(rnd, sizeof rnd);
+    j.rec.id = "j-" + ToHex(ByteView(rnd, sizeof rnd));
+    j.rec.agent = agent;
+    j.rec.kind = "restore";
+    j.rec.state = "running";
+    j.rec.started = NowS();
+    j.rec.snapshot = (*plan)->snapshot().id.Hex();
+    j.peer = peer_id;
+    j.restore = std::move(plan).value();
+    json params = j.restore->Params();
+    j.rec.params = params.dump(-1, ' ', false, json::error_handler_t::replace);
+    Peer& p = peers[peer_id];
+    Send(peer_id, p, cap::Make("JOB", 0, {{"job", j.rec.id}, {"kind", "restore"}, {"params", params}}));
+    j.job_seq = p.out_seq;
+    SaveJob(j);
+    Log("job " + j.rec.id + ": restore of snapshot " + j.rec.snapshot.substr(0, 8) + " to " + agent + ":" +
+        params["target"].get<std::string>() + " started (" + std::to_string(j.restore->allowance()) + " blobs allowed)");
+    std::string jid = j.rec.id;
+    jobs.emplace(jid, std::move(j));
+    return json{{"ok", true}, {"job", jid}, {"snapshot", params["snapshot"]}};
+  }
+
+  // A saved report's body, for the CLI (which talks to custosd only).
+  json ReportJson(const json& req) {
+    auto id = Id::FromHex(req.value("report", ""));
+    if (!id) return json{{"ok", false}, {"error", "report: not a report ID"}};
+    auto r = restore::LoadReport(*repo, *id);
+    if (!r.ok()) return json{{"ok", false}, {"error", r.status().message()}};
+    return json{{"ok", true}, {"id", r->id.Hex()}, {"body", r->body}};
   }
 
   void HandleCommit(const std::string& id, Peer& p, Job& j, const cap::Message& m) {
@@ -649,7 +733,8 @@ struct Server::Impl {
   static json JobJson(const JobRecord& r) {
     return json{{"id", r.id},       {"agent", r.agent},     {"kind", r.kind},   {"state", r.state},
                 {"started", r.started}, {"ended", r.ended}, {"snapshot", r.snapshot}, {"error", r.error},
-                {"files", r.files}, {"bytes", r.bytes},     {"params", json::parse(r.params, nullptr, false)}};
+                {"files", r.files}, {"bytes", r.bytes},     {"params", json::parse(r.params, nullptr, false)},
+                {"report", r.report}};
   }
 
   // A running job: its record, and whether it waits for its agent.
@@ -834,6 +919,8 @@ struct Server::Impl {
     std::string name = req.value("name", "");
     if (cmd == "status") return StatusJson();
     if (cmd == "backup") return StartBackup(req);
+    if (cmd == "restore") return StartRestore(req);
+    if (cmd == "report") return ReportJson(req);
     if (cmd == "job") {
       std::string jid = req.value("job", "");
       if (auto it = jobs.find(jid); it != jobs.end()) return json{{"ok", true}, {"job", LiveJobJson(it->second)}};

@@ -9,6 +9,9 @@
 // stamped with the agent's enrolled name and the appliance's clock).
 // A backup survives a dropped connection and a restart of custosd: it
 // waits `resume_window_s` for its agent to resume it (cap.md section 7).
+// `restore` jobs (appliance/restore_job.h) send an agent the blobs of one
+// snapshot path as it asks for them (WANT, BLOB within its CREDIT; any
+// other blob is 403) and keep the signed report of its RESULT.
 //
 // Thread-safety: Run() on one thread; Stop() from any thread or a signal
 // handler (it only stores an atomic).

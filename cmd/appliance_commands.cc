@@ -134,6 +134,90 @@ int RemoteBackup(const Globals& g, const std::string& agent, const std::vector<s
   return kExitError;
 }
 
+int RemoteRestore(const Globals& g, const RemoteRestoreRequest& q) {
+  int rc = 0;
+  auto started = Control(g, json{{"cmd", "restore"}, {"agent", q.agent}, {"snapshot", q.snapshot},
+                                 {"subpath", q.subpath}, {"target", q.target}, {"overwrite", q.overwrite},
+                                 {"verify", q.verify}, {"includes", q.includes}, {"excludes", q.excludes},
+                                 {"host", q.host}},
+                         rc);
+  if (!started) return rc;
+  std::string job = (*started)["job"];
+  std::string snap = started->value("snapshot", "");
+  bool tty = StderrIsTty() && !g.quiet && !g.json;
+  if (!g.quiet && !g.json) {
+    std::fprintf(stderr, "job %s: restore of snapshot %s to %s:%s started\n", job.c_str(), snap.substr(0, 8).c_str(),
+                 q.agent.c_str(), EscapeForDisplay(q.target).c_str());
+  }
+  json j;
+  for (;;) {
+    auto reply = Control(g, json{{"cmd", "job"}, {"job", job}}, rc);
+    if (!reply) return rc;
+    j = (*reply)["job"];
+    if (j.value("state", "") != "running") break;
+    if (tty) {
+      std::fprintf(stderr, "\r\033[K%llu files, %s", (unsigned long long)j.value("files", uint64_t(0)),
+                   HumanBytes(j.value("bytes", uint64_t(0))).c_str());
+    } else if (g.json) {
+      std::cout << json{{"message_type", "status"}, {"job", job}, {"files_done", j.value("files", uint64_t(0))},
+                        {"bytes_done", j.value("bytes", uint64_t(0))}}
+                       .dump()
+                << std::endl;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  }
+  if (tty) std::fprintf(stderr, "\r\033[K");
+  std::string state = j.value("state", "");
+  std::string report = j.value("report", "");
+  // The signed report, as the appliance stored it (custosd checks its signature).
+  json body;
+  if (!report.empty()) {
+    int ignored = 0;
+    if (auto r = Control(g, json{{"cmd", "report"}, {"report", report}}, ignored)) body = (*r)["body"];
+  }
+  const json counts = body.value("counts", json::object());
+  auto count = [&](const char* k) { return counts.value(k, uint64_t(0)); };
+  if (g.json) {
+    json out = j;
+    out["message_type"] = "summary";
+    out["report_id"] = report.empty() ? json(nullptr) : json(report);
+    out["counts"] = counts;
+    out["failures"] = body.value("failures", json::array());
+    out["bytes_written"] = body.value("bytes_written", uint64_t(0));
+    std::cout << out.dump(-1, ' ', false, json::error_handler_t::replace) << std::endl;
+  } else {
+    for (const auto& f : body.value("failures", json::array())) {
+      std::fprintf(stderr, "error: %s: %s\n", EscapeForDisplay(f.value("path", "")).c_str(),
+                   EscapeForDisplay(f.value("reason", "")).c_str());
+    }
+    if (body.value("failures_truncated", false)) {
+      std::fprintf(stderr, "error: ... %llu failures in all (the report lists the first ones)\n",
+                   (unsigned long long)count("failures"));
+    }
+    if (!g.quiet && (state == "ok" || state == "partial")) {
+      std::printf("restored %llu files (%s), %llu dirs, %llu links, %llu special on %s; %llu already correct; "
+                  "%llu failed\n",
+                  (unsigned long long)count("files_restored"), HumanBytes(body.value("bytes_written", uint64_t(0))).c_str(),
+                  (unsigned long long)count("dirs"), (unsigned long long)count("links"),
+                  (unsigned long long)count("specials"), q.agent.c_str(), (unsigned long long)count("files_skipped"),
+                  (unsigned long long)count("files_failed"));
+      if (q.verify) {
+        std::printf("verification: %llu files match their recorded SHA-256\n", (unsigned long long)count("files_verified"));
+      } else {
+        std::printf("verification: off\n");
+      }
+    }
+    if (!g.quiet && !report.empty()) {
+      std::printf("report %s saved on the appliance (custos reports show %s)\n", report.substr(0, 8).c_str(),
+                  report.substr(0, 8).c_str());
+    }
+  }
+  if (state == "ok") return kExitOk;
+  if (state == "partial") return kExitPartial;
+  if (!g.json) PrintError("restore job " + job + " " + state + ": " + j.value("error", ""));
+  return kExitError;
+}
+
 void AddApplianceCommands(CLI::App& app, Globals& g, int& rc) {
   auto* agent = app.add_subcommand("agent", "Enrol, list and revoke the agents of the appliance (custosd)");
   agent->require_subcommand(1);

@@ -54,6 +54,15 @@ void AddApplianceCommands(CLI::App& app, Globals& g, int& rc);
 // follows it to the end. Returns the exit code.
 int RemoteBackup(const Globals& g, const std::string& agent, const std::vector<std::string>& paths,
                  const std::vector<std::string>& excludes, bool exclude_caches, bool one_file_system);
+// `custos restore SNAPSHOT[:PATH] --agent NAME --target DIR`: custosd sends
+// the snapshot to the agent, which restores and verifies it; follows the job
+// to the end and prints the signed report's summary. Returns the exit code.
+struct RemoteRestoreRequest {
+  std::string agent, snapshot, subpath, target, overwrite, host;
+  bool verify = true;
+  std::vector<std::string> includes, excludes;
+};
+int RemoteRestore(const Globals& g, const RemoteRestoreRequest& r);
 // dump, export
 void AddExportCommands(CLI::App& app, Globals& g, int& rc);
 // reports, drill

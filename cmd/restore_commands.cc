@@ -67,12 +67,23 @@ counts, bytes, failures with reasons, durations, verification result); see
 'custos reports'. The report is saved even when the restore cannot start
 (target locked or unwritable). --json prints a summary with the report's ID.
 
+Through an agent: --agent NAME restores on that enrolled server. The CLI asks
+the running custosd (--data-dir or $CUSTOS_DATA_DIR; no repository options), which
+sends the agent only the blobs of this snapshot path; the agent writes them
+with the same rules and checks, and custosd keeps the signed report. --target
+is a directory on the agent's server (absolute). 'latest' means the agent's
+own newest snapshot unless --host names another.
+
+  custos restore latest:/etc --agent db01 --target /var/lib/custos-agent/restore/etc
+
 Exit code 3 when some files could not be restored (each is named, with the
 reason) or the report could not be saved; 11 when another restore is writing
-into the same target.)");
+into the same target; with --agent, 1 when the job failed and 13 when no
+custosd answers.)");
   static std::string spec, target, before, host, overwrite = "if-changed", verify = "hash";
   static std::vector<std::string> includes, excludes;
   static bool no_report = false;
+  static std::string agent;
   cmd->add_option("SNAPSHOT", spec, "Snapshot[:path] to restore");
   cmd->add_option("-t,--target", target, "Directory to restore into (created if missing)")->required();
   cmd->add_option("--include", includes, "Restore only paths matching PATTERN (repeatable)");
@@ -84,7 +95,34 @@ into the same target.)");
   cmd->add_option("--before", before, "Pick the newest snapshot taken before TIME");
   cmd->add_option("--host", host, "With --before or 'latest': only snapshots of this host");
   cmd->add_flag("--no-report", no_report, "Do not record a signed restore report in the repository");
+  cmd->add_option("--agent", agent,
+                  "Restore on this enrolled agent's server, through the appliance (custosd must run)");
   cmd->callback([&] {
+    if (!agent.empty()) {
+      if (spec.empty() || !before.empty() || no_report) {
+        rc = Fail(InvalidArgumentError("restore --agent: give SNAPSHOT[:PATH] (--before and --no-report are local only)"),
+                  kExitUsage);
+        return;
+      }
+      if (target.empty() || target[0] != '/') {
+        rc = Fail(InvalidArgumentError("restore --agent: --target must be an absolute path on the agent's server"),
+                  kExitUsage);
+        return;
+      }
+      RemoteRestoreRequest q;
+      q.agent = agent;
+      q.snapshot = spec.substr(0, spec.find(':'));
+      q.subpath = spec.find(':') == std::string::npos ? "/" : spec.substr(spec.find(':') + 1);
+      if (q.subpath.empty()) q.subpath = "/";
+      q.target = target;
+      q.overwrite = overwrite;
+      q.verify = verify == "hash";
+      q.includes = includes;
+      q.excludes = excludes;
+      q.host = host;
+      rc = RemoteRestore(g, q);
+      return;
+    }
     if (spec.empty() == before.empty()) {
       rc = Fail(InvalidArgumentError("give either SNAPSHOT or --before TIME"), kExitUsage);
       return;

@@ -26,7 +26,12 @@ namespace custos::protocol {
 inline constexpr std::string_view kVersion = "CAP1";
 inline constexpr size_t kMaxHeader = 64u << 10;
 inline constexpr size_t kMaxPayload = 16u << 20;
-inline constexpr size_t kMaxIdsPerHave = 512;  // 512 x 67 octets fit a header
+inline constexpr size_t kMaxIdsPerHave = 512;  // 512 x 67 octets fit a header (HAVE, LACK, WANT)
+// Restore (section 5.2): blob IDs an agent may have asked for with WANT and
+// not yet received. Each is answered by one BLOB (or a LACK), so at most
+// this many messages are ever queued towards the agent (ZeroMQ queues
+// hold 1000).
+inline constexpr size_t kMaxWanted = 512;
 inline constexpr size_t kMaxBlobsPerMessage = 256;  // entries of one BLOB (about 150 octets each)
 
 // The error codes of section 9; also the `code` of an ERROR message.

@@ -1,5 +1,7 @@
 #include "restore/restorer.h"
 
+#include "restore/source.h"
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <fnmatch.h>
@@ -37,10 +39,6 @@ using snapshot::NodeType;
 namespace {
 
 constexpr char kTmpPrefix[] = ".custos-restore-";
-// Blobs of a pack closer than this are read in one request; a request
-// never exceeds kMaxSpan, which bounds each worker's buffer.
-constexpr uint64_t kMaxGap = 256 << 10;
-constexpr uint64_t kMaxSpan = 4 << 20;
 
 // Temporary names: a random 64-bit base per process, then a counter
 // (unique within a restore, unpredictable across restores, and no
@@ -115,8 +113,8 @@ struct Use {
 
 class Restorer {
  public:
-  Restorer(storage::Repository& repo, const RestoreOptions& o)
-      : repo_(repo), opts_(o), paths_(o.paths.begin(), o.paths.end()) {}
+  Restorer(RestoreSource& source, const RestoreOptions& o)
+      : src_(source), opts_(o), paths_(o.paths.begin(), o.paths.end()) {}
   Result<RestoreResult> Run(const Id& root_tree);
 
  private:
@@ -140,9 +138,13 @@ class Restorer {
   void Finalize(FileTask& f, int fd = -1);
   Status ApplyMetadata(int fd, const Node& n, bool is_dir, const std::string& path);
   void ApplySymlinkMetadata(int dirfd, const std::string& name, const Node& n);
-  void PackWorker();
+  // A tree from the source with the snapshot's atimes applied.
+  Result<snapshot::Tree> LoadTree(const Id& id);
+  // The source's sink: writes one blob to every file that uses it.
+  void Deliver(const Id& id, const Result<Bytes>& plain);
+  void Progress();
 
-  storage::Repository& repo_;
+  RestoreSource& src_;
   RestoreOptions opts_;
   std::unordered_set<std::string> paths_;  // opts_.paths
   bool root_ = ::geteuid() == 0;
@@ -153,9 +155,8 @@ class Restorer {
   std::vector<DirTask> dirs_;
   std::map<std::pair<uint64_t, uint64_t>, LinkSource> hardlinks_;  // (dev, inode) -> first link
   std::unordered_map<Id, std::vector<Use>, IdHash> uses_;
-  std::vector<std::pair<Id, std::vector<storage::BlobLocation>>> packs_;
-  std::atomic<size_t> next_pack_{0};
   std::atomic<uint64_t> files_done_{0}, bytes_done_{0};
+  std::atomic<int64_t> last_progress_ms_{0};
   uint64_t bytes_total_ = 0;
 };
 
@@ -234,11 +235,16 @@ void RemoveStaleTemporaries(int dirfd, const snapshot::Tree& t) {
 
 void Restorer::Walk(const std::shared_ptr<Fd>& dir, const std::string& path, const Id& tree, bool selected_parent,
                     bool fresh) {
-  auto t = snapshot::LoadTree(repo_, tree, opts_.atimes.get());
+  auto t = LoadTree(tree);
   if (!t.ok()) {
     Fail(path, "tree unreadable: " + t.status().ToString());
     return;
   }
+  std::vector<Id> subtrees;
+  for (const auto& n : t->nodes) {
+    if (n.type == NodeType::kDir && !n.subtree.IsZero()) subtrees.push_back(n.subtree);
+  }
+  if (!subtrees.empty()) src_.PrefetchTrees(subtrees);
   if (!fresh) RemoveStaleTemporaries(dir->get(), *t);
   for (const auto& n : t->nodes) {
     Entry(dir, path == "/" ? "/" + n.name : path + "/" + n.name, n, selected_parent, fresh);
@@ -569,45 +575,34 @@ void Restorer::Finalize(FileTask& f, int fd_in) {
   if (f.node.nlink <= 1) f.dir.reset();
 }
 
-void Restorer::PackWorker() {
-  auto& backend = repo_.backend();
-  const Key32& key = repo_.keys().data;
-  for (size_t i = next_pack_++; i < packs_.size(); i = next_pack_++) {
-    const Id& pack = packs_[i].first;
-    auto& blobs = packs_[i].second;
-    std::sort(blobs.begin(), blobs.end(),
-              [](const storage::BlobLocation& a, const storage::BlobLocation& b) { return a.entry.offset < b.entry.offset; });
-    size_t b = 0;
-    while (b < blobs.size()) {
-      // A span of nearby blobs, read with one request.
-      uint64_t start = blobs[b].entry.offset, end = start + blobs[b].entry.stored_length;
-      size_t e = b + 1;
-      while (e < blobs.size() && blobs[e].entry.offset <= end + kMaxGap &&
-             blobs[e].entry.offset + blobs[e].entry.stored_length - start <= kMaxSpan) {
-        end = std::max<uint64_t>(end, blobs[e].entry.offset + blobs[e].entry.stored_length);
-        ++e;
-      }
-      auto span = backend.Load(storage::FileType::kPack, pack.Hex(), start, end - start);
-      for (size_t k = b; k < e; ++k) {
-        const auto& loc = blobs[k];
-        auto& uses = uses_.at(loc.entry.id);
-        Result<Bytes> plain = span.ok()
-            ? storage::DecodeBlob(key, loc.entry, ByteView(span->data() + (loc.entry.offset - start), loc.entry.stored_length))
-            : Result<Bytes>(span.status());
-        for (const auto& u : uses) {
-          FileTask& f = *files_[u.file];
-          if (!plain.ok()) {
-            FailFile(f, "blob " + loc.entry.id.Short() + " in pack " + pack.Short() + ": " + plain.status().ToString());
-            if (--f.remaining == 0) Finalize(f);
-          } else {
-            WriteChunk(f, u.offset, *plain);
-          }
-        }
-      }
-      b = e;
-      if (opts_.progress) opts_.progress(files_done_, files_.size() + result_.files_skipped, bytes_done_, bytes_total_);
+Result<snapshot::Tree> Restorer::LoadTree(const Id& id) {
+  auto t = src_.LoadTree(id);
+  if (t.ok() && opts_.atimes) RETURN_IF_ERROR(opts_.atimes->Apply(id, &*t).Annotate("tree " + id.Short()));
+  return t;
+}
+
+void Restorer::Deliver(const Id& id, const Result<Bytes>& plain) {
+  auto& uses = uses_.at(id);
+  for (const auto& u : uses) {
+    FileTask& f = *files_[u.file];
+    if (!plain.ok()) {
+      FailFile(f, plain.status().message());
+      if (--f.remaining == 0) Finalize(f);
+    } else {
+      WriteChunk(f, u.offset, *plain);
     }
   }
+  Progress();
+}
+
+// At most every 100 ms, from whichever worker gets there first.
+void Restorer::Progress() {
+  if (!opts_.progress) return;
+  int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                    std::chrono::steady_clock::now().time_since_epoch()).count();
+  int64_t last = last_progress_ms_.load();
+  if (now - last < 100 || !last_progress_ms_.compare_exchange_strong(last, now)) return;
+  opts_.progress(files_done_, files_.size() + result_.files_skipped, bytes_done_, bytes_total_);
 }
 
 Result<RestoreResult> Restorer::Run(const Id& root_tree) {
@@ -635,7 +630,8 @@ Result<RestoreResult> Restorer::Run(const Id& root_tree) {
   }
   // A path inside the snapshot, never relative to the working directory.
   std::string subpath = opts_.subpath.empty() || opts_.subpath[0] != '/' ? "/" + opts_.subpath : opts_.subpath;
-  ASSIGN_OR_RETURN(Node start_node, snapshot::FindPath(repo_, root_tree, subpath, opts_.atimes.get()));
+  ASSIGN_OR_RETURN(Node start_node,
+                   snapshot::FindPath([this](const Id& id) { return LoadTree(id); }, root_tree, subpath));
   std::string base = snapshot::NormalizePath(subpath);
   if (!opts_.atimes_error.empty()) Fail("/", "access times not restored: " + opts_.atimes_error);
   if (start_node.type == NodeType::kDir) {
@@ -644,32 +640,16 @@ Result<RestoreResult> Restorer::Run(const Id& root_tree) {
   } else {
     Entry(target, base, start_node, false, false);
   }
-  // Group the needed blobs by pack.
-  std::unordered_map<Id, std::vector<storage::BlobLocation>, IdHash> by_pack;
-  for (const auto& [id, uses] : uses_) {
-    auto loc = repo_.FindBlob(id);
-    if (!loc) {
-      for (const auto& u : uses) {
-        FailFile(*files_[u.file], "blob " + id.Short() + " is not in the repository index");
-      }
-      continue;
-    }
-    by_pack[loc->pack].push_back(*loc);
-  }
-  // Files whose blobs are missing, and empty files, finish now.
+  // Empty files finish now; the others as their blobs arrive.
   for (auto& f : files_) {
-    uint64_t known = 0;
-    for (const auto& c : f->node.content) known += repo_.FindBlob(c.id) ? 1 : 0;
-    uint64_t missing = f->node.content.size() - known;
-    if (missing > 0 && (f->remaining -= missing) == 0) Finalize(*f);
     if (f->node.content.empty()) Finalize(*f);
   }
-  packs_.assign(by_pack.begin(), by_pack.end());
-  std::sort(packs_.begin(), packs_.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::vector<Id> ids;
+  ids.reserve(uses_.size());
+  for (const auto& [id, uses] : uses_) ids.push_back(id);
   int workers = opts_.workers > 0 ? opts_.workers : int(2 * std::max(1u, std::thread::hardware_concurrency()));
-  std::vector<std::thread> pool;
-  for (int i = 0; i < workers; ++i) pool.emplace_back([this] { PackWorker(); });
-  for (auto& t : pool) t.join();
+  src_.Fetch(ids, workers, [this](const Id& id, const Result<Bytes>& plain) { Deliver(id, plain); });
+  if (opts_.progress) opts_.progress(files_done_, files_.size() + result_.files_skipped, bytes_done_, bytes_total_);
   // Hard links to files restored above.
   for (const auto& l : links_) {
     const LinkSource& src = l.source;
@@ -724,9 +704,14 @@ Result<RestoreResult> Restorer::Run(const Id& root_tree) {
 
 }  // namespace
 
-Result<RestoreResult> Restore(storage::Repository& repo, const Id& root_tree, const RestoreOptions& options) {
-  Restorer r(repo, options);
+Result<RestoreResult> Restore(RestoreSource& source, const Id& root_tree, const RestoreOptions& options) {
+  Restorer r(source, options);
   return r.Run(root_tree);
+}
+
+Result<RestoreResult> Restore(storage::Repository& repo, const Id& root_tree, const RestoreOptions& options) {
+  LocalSource source(repo);
+  return Restore(source, root_tree, options);
 }
 
 Result<RestoreResult> Restore(storage::Repository& repo, const snapshot::Manifest& snapshot, RestoreOptions options) {

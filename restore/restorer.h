@@ -11,9 +11,11 @@
 // leaves a truncated or wrong file under a real name. The target directory
 // is flock()ed: two restores into one target cannot interleave.
 //
-// Plan: the files' chunks are grouped by pack and read pack by pack in
-// offset order, each needed byte range once, by a few worker threads; a
-// chunk used by many files is decoded once and written to each.
+// Plan: the tree walk creates directories, links and special files and
+// lists every file's chunks; then the source delivers each needed blob
+// once (restore/source.h: a LocalSource reads pack by pack in offset
+// order with a few worker threads, the agent's RemoteSource receives them
+// from the appliance), and a chunk used by many files is written to each.
 //
 // Thread-safety: Restore uses its own threads; call it from one thread.
 #pragma once
@@ -29,6 +31,8 @@
 #include "storage/repository.h"
 
 namespace custos::restore {
+
+class RestoreSource;
 
 enum class OverwritePolicy { kNever, kIfChanged, kAlways };
 
@@ -79,6 +83,10 @@ Result<RestoreResult> Restore(storage::Repository& repo, const snapshot::Manifes
 // Restores a tree as it is: options.atimes must be set for a tree of a
 // snapshot with an atime table (manifest version 2), or atimes are not restored.
 Result<RestoreResult> Restore(storage::Repository& repo, const Id& root_tree, const RestoreOptions& options);
+// The same from any source (restore/source.h): the agent restores what the
+// appliance sends it with this very code. The repository overloads above
+// wrap a LocalSource.
+Result<RestoreResult> Restore(RestoreSource& source, const Id& root_tree, const RestoreOptions& options);
 
 // Loads the atime table of the snapshot with manifest `m` into
 // options->atimes. A table that cannot be read does not stop a restore (the

@@ -189,10 +189,15 @@ Result<std::vector<Id>> StoreAtimes(BackupTarget& target, const Chunker& chunker
 }
 
 Result<std::shared_ptr<const AtimeTable>> LoadAtimes(storage::Repository& repo, const Manifest& m) {
-  if (m.atimes.empty()) return std::shared_ptr<const AtimeTable>();
+  return LoadAtimes(m.atimes, [&](const Id& id) { return repo.ReadBlob(id); });
+}
+
+Result<std::shared_ptr<const AtimeTable>> LoadAtimes(const std::vector<Id>& ids,
+                                                     const std::function<Result<Bytes>(const Id&)>& read) {
+  if (ids.empty()) return std::shared_ptr<const AtimeTable>();
   Bytes all;
-  for (const Id& id : m.atimes) {
-    auto piece = repo.ReadBlob(id);
+  for (const Id& id : ids) {
+    auto piece = read(id);
     if (!piece.ok()) return piece.status().Annotate("atime table blob " + id.Short());
     Append(all, *piece);
   }

@@ -20,6 +20,7 @@
 // safe for concurrent Add.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <unordered_map>
@@ -84,5 +85,10 @@ Result<std::vector<Id>> StoreAtimes(BackupTarget& target, const Chunker& chunker
 // The snapshot's table, or nullptr for a snapshot without one (its trees
 // hold the atimes themselves: manifests of version 1).
 Result<std::shared_ptr<const AtimeTable>> LoadAtimes(storage::Repository& repo, const Manifest& m);
+// The table made of the blobs `ids` (in order), each read with `read`;
+// nullptr when `ids` is empty. For readers other than a repository (a
+// remote restore reads through the appliance: restore/source.h).
+Result<std::shared_ptr<const AtimeTable>> LoadAtimes(const std::vector<Id>& ids,
+                                                     const std::function<Result<Bytes>(const Id&)>& read);
 
 }  // namespace custos::snapshot

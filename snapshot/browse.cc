@@ -32,6 +32,10 @@ Status WalkTree(storage::Repository& repo, const Id& tree, const std::string& pr
 
 Result<Node> FindPath(storage::Repository& repo, const Id& root, const std::string& path,
                       const AtimeTable* atimes) {
+  return FindPath([&](const Id& id) { return LoadTree(repo, id, atimes); }, root, path);
+}
+
+Result<Node> FindPath(const TreeLoader& load, const Id& root, const std::string& path) {
   Node cur;
   cur.name = "/";
   cur.type = NodeType::kDir;
@@ -45,7 +49,7 @@ Result<Node> FindPath(storage::Repository& repo, const Id& root, const std::stri
     i = j + 1;
     if (comp.empty() || comp == ".") continue;
     if (cur.type != NodeType::kDir) return NotFoundError(path + ": not a directory in the snapshot");
-    ASSIGN_OR_RETURN(Tree t, LoadTree(repo, cur.subtree, atimes));
+    ASSIGN_OR_RETURN(Tree t, load(cur.subtree));
     auto it = std::lower_bound(t.nodes.begin(), t.nodes.end(), comp,
                                [](const Node& n, const std::string& k) { return n.name < k; });
     if (it == t.nodes.end() || it->name != comp) return NotFoundError(path + ": not in the snapshot");

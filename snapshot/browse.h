@@ -31,6 +31,10 @@ Status WalkTree(storage::Repository& repo, const Id& tree, const std::string& pr
 // node, or for "/" a synthetic directory node whose subtree is `root`.
 Result<Node> FindPath(storage::Repository& repo, const Id& root, const std::string& path,
                       const AtimeTable* atimes = nullptr);
+// The same over any tree loader (a restore source: restore/source.h); the
+// loader applies atimes if the caller wants them.
+using TreeLoader = std::function<Result<Tree>(const Id& id)>;
+Result<Node> FindPath(const TreeLoader& load, const Id& root, const std::string& path);
 
 enum class Change { kAdded, kRemoved, kContent, kMetadata, kType };
 const char* ChangeSymbol(Change c);  // "+", "-", "M", "U", "T"

@@ -146,4 +146,21 @@ Result<Bytes> DecodeBlob(const Key32& data_key, const PackEntry& entry, ByteView
   return plain;
 }
 
+Result<Bytes> OpenBlob(const Key32& data_key, const PackEntry& entry, ByteView box, uint64_t* raw_size) {
+  auto opened = Open(data_key, box, BlobAd(entry));
+  if (!opened.ok()) return opened.status().Annotate("blob " + entry.id.Hex());
+  if (entry.compression == Compression::kNone) {
+    *raw_size = opened->size();
+  } else if (entry.compression == Compression::kZstd) {
+    unsigned long long size = ZSTD_getFrameContentSize(opened->data(), opened->size());
+    if (size == ZSTD_CONTENTSIZE_ERROR || size == ZSTD_CONTENTSIZE_UNKNOWN || size > kMaxBlobSize) {
+      return CorruptionError("blob " + entry.id.Hex() + ": bad zstd frame header");
+    }
+    *raw_size = size;
+  } else {
+    return CorruptionError("blob " + entry.id.Hex() + ": unknown compression " + std::to_string(int(entry.compression)));
+  }
+  return opened;
+}
+
 }  // namespace custos::storage

@@ -61,5 +61,11 @@ Result<Bytes> ZstdDecompress(ByteView frame, size_t size);
 // Corruption when the box does not authenticate or does not decompress;
 // Integrity when the plaintext does not hash to entry.id.
 Result<Bytes> DecodeBlob(const Key32& data_key, const PackEntry& entry, ByteView box);
+// Opens a stored blob without decompressing it, for sending it on as it is
+// (CAP/1 restore): the box's content, a zstd frame when entry.compression
+// is kZstd (then *raw_size is the size its header records) or else the
+// plaintext. Not hashed: the receiver decompresses and checks the ID.
+// Corruption when the box does not authenticate or the frame header is bad.
+Result<Bytes> OpenBlob(const Key32& data_key, const PackEntry& entry, ByteView box, uint64_t* raw_size);
 
 }  // namespace custos::storage

@@ -2,7 +2,7 @@
 """An independent CAP/1 client, written from doc/protocols/cap.md alone with
 Debian's python3-zmq, driving a real custosd on 127.0.0.1.
 
-Usage: cap_client_test.py CUSTOSD CUSTOS   (the two binaries)
+Usage: cap_client_test.py CUSTOSD CUSTOS CUSTOS-AGENT   (the three binaries)
 
 Checks: an unknown key may only ENROL (401 otherwise); enrolment with a
 token from `custos agent add`; HELLO first (409 otherwise); WELCOME; PING and
@@ -12,7 +12,11 @@ oversized headers (413), a wrong version frame; a client with the wrong
 appliance key gets nothing; a backup job driven by hand (blobs that do not
 hash to their ID, do not decompress or are not trees are rejected with 422
 and never stored, HAVE is answered from this agent's blobs only, a COMMIT of
-a tree that never arrived is refused and the operator's command fails); a revoked agent is refused at its next message;
+a tree that never arrived is refused and the operator's command fails); a
+restore job driven by hand (section 5.2: JOB with the snapshot's tree, WANT
+answered with BLOBs that hash to their IDs within the granted CREDIT, a WANT
+for a blob outside the job refused with 403, the job failed and its report
+kept); a revoked agent is refused at its next message;
 and after all that the daemon still serves everyone (status, a fresh
 session). Exits 0 when every check passed, 1 with the failed checks.
 """
@@ -26,7 +30,7 @@ import time
 
 import zmq
 
-CUSTOSD, CUSTOS = sys.argv[1], sys.argv[2]
+CUSTOSD, CUSTOS, AGENT = sys.argv[1], sys.argv[2], sys.argv[3]
 failures = []
 
 
@@ -100,6 +104,30 @@ def main():
         raw = base64.urlsafe_b64decode(add["token"][6:] + "=" * (-len(add["token"][6:]) % 4))
         check(z85.encode(raw[:32]) == server_key, "the token carries the appliance key")
         secret = raw[32:].hex()
+
+        # 0. A snapshot to restore later: a real agent backs up a small tree.
+        src = os.path.join(work, "src")
+        os.makedirs(os.path.join(src, "d"))
+        with open(os.path.join(src, "d", "f"), "w") as f:
+            f.write("restore me")
+        radd = json.loads(subprocess.run([CUSTOS, "--json", "agent", "add", "real01"], env=env, check=True,
+                                         capture_output=True, text=True).stdout)
+        rstate = os.path.join(work, "real01")
+        subprocess.run([AGENT, "--state-dir", rstate, "enroll", "--appliance", endpoint, "--token", radd["token"]],
+                       check=True, capture_output=True)
+        real = subprocess.Popen([AGENT, "--state-dir", rstate, "run"], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        snapshot = None
+        for _ in range(100):
+            b0 = subprocess.run([CUSTOS, "--json", "backup", "--agent", "real01", src], env=env,
+                                capture_output=True, text=True)
+            if b0.returncode == 0:
+                snapshot = json.loads(b0.stdout.strip().splitlines()[-1])["snapshot"]
+                break
+            time.sleep(0.1)
+        real.terminate()
+        real.wait(10)
+        check(snapshot is not None, "a real agent backed up a tree to restore later")
 
         ctx = zmq.Context()
         # 1. An unknown key: anything but ENROL is refused with 401.
@@ -237,6 +265,52 @@ def main():
         check(job_cli.returncode == 1 and "failed" in job_err,
               "the operator's custos backup --agent reports the job failed (exit %s: %s)"
               % (job_cli.returncode, job_err.strip()))
+        # 5c. A restore job (section 5.2) driven by hand: the appliance
+        # sends what is asked within the job, nothing outside it.
+        b.send("PING")
+        b.recv()
+        rtarget = os.path.join(work, "restore-target")
+        restore_cli = subprocess.Popen([CUSTOS, "restore", snapshot or "none", "--agent", "py01", "--target", rtarget],
+                                       env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        job = b.recv(10000) or {}
+        params = job.get("params", {})
+        check(job.get("type") == "JOB" and job.get("kind") == "restore" and params.get("snapshot") == snapshot
+              and len(params.get("tree", "")) == 64 and params.get("target") == rtarget
+              and isinstance(params.get("atimes"), list),
+              "custos restore --agent py01 sends JOB {kind: restore, params: snapshot, tree, atimes, target}")
+        rjid = job.get("job", "none")
+        b.send("ACCEPT", {"job": rjid})
+        b.send("WANT", {"job": rjid, "ids": [params.get("tree", "0" * 64)]})
+        r = b.recv(500)
+        check(r is None, "no BLOB is sent before the agent grants CREDIT")
+        b.send("CREDIT", {"job": rjid, "bytes": 16 << 20})
+        parts = b.sock.recv_multipart() if b.sock.poll(3000) else [b"", b"{}"]
+        r = json.loads(parts[1])
+        e = (r.get("blobs") or [{}])[0]
+        ok = (r.get("type") == "BLOB" and len(r.get("blobs", [])) == 1 and e.get("id") == params.get("tree")
+              and e.get("kind") == "tree" and len(parts) == 3 and e.get("length") == len(parts[2]))
+        if ok and e.get("compression") == "none":
+            ok = hashlib.sha256(parts[2]).hexdigest() == e["id"] and e.get("size") == len(parts[2])
+        check(ok, "WANT the snapshot's tree -> BLOB {kind: tree} (content hashes to its ID when plain)")
+        outside = hashlib.sha256(b"a blob that is not part of this restore").hexdigest()
+        b.send("WANT", {"job": rjid, "ids": [outside]})
+        check(is_error(b.recv(), 403), "WANT of a blob outside the job: 403")
+        b.send("WANT", {"job": rjid, "ids": [params.get("tree", "0" * 64)]})
+        check(is_error(b.recv(), 404), "... and the job is over (404 for the next WANT)")
+        try:
+            _, rerr = restore_cli.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            restore_cli.kill()
+            _, rerr = restore_cli.communicate()
+        check(restore_cli.returncode == 1 and "failed" in rerr,
+              "the operator's custos restore --agent reports the job failed (exit %s: %s)"
+              % (restore_cli.returncode, rerr.strip()))
+        rep = subprocess.run([CUSTOS, "--json", "--repo", os.path.join(data, "repository"), "--password-file",
+                              os.path.join(data, "repository.pass"), "reports", "list"],
+                             capture_output=True, text=True)
+        check(rep.returncode == 0 and len(json.loads(rep.stdout or "[]")) == 1,
+              "the failed restore left a signed report on the appliance")
+        check(not os.path.exists(rtarget), "nothing was written for the refused job")
         # 6. Revocation: refused at the next message on the open session.
         subprocess.run([CUSTOS, "agent", "revoke", "py01"], env=env, check=True, capture_output=True)
         b.send("PING")

@@ -58,8 +58,13 @@ TEST_CASE("cap: every command round-trips through Encode and Decode", "[protocol
       {Make("COMMIT", 5, {{"job", "j-1"}, {"tree", kId}, {"atimes", {kId}}, {"paths", {"/srv"}}, {"summary", json::object()}}),
        Direction::kAgentToAppliance},
       {Make("DONE", 6, {{"job", "j-1"}, {"snapshot", kId}}), Direction::kApplianceToAgent},
-      {Make("FILE", 6, {{"job", "j-2"}, {"path", "/etc/hosts"}, {"node", {{"mode", 420}}}}), Direction::kApplianceToAgent},
-      {Make("DATA", 7, {{"job", "j-2"}, {"offset", 0}}, {"hello"}), Direction::kApplianceToAgent},
+      {Make("WANT", 6, {{"job", "j-2"}, {"ids", {kId}}}), Direction::kAgentToAppliance},
+      {Make("BLOB", 7,
+            {{"job", "j-2"},
+             {"blobs", {{{"id", kId}, {"kind", "tree"}, {"compression", "none"}, {"size", 5}, {"length", 5}}}}},
+            {"hello"}),
+       Direction::kApplianceToAgent},
+      {Make("CREDIT", 8, {{"job", "j-2"}, {"bytes", 1 << 24}}), Direction::kAgentToAppliance},
       {Make("RESULT", 9, {{"job", "j-2"}, {"counts", json::object()}, {"failures", json::array()}}),
        Direction::kAgentToAppliance},
       {Make("PROGRESS", 9, {{"job", "j-1"}, {"files", 10}, {"bytes", 4096}}), Direction::kAgentToAppliance},
@@ -135,6 +140,12 @@ TEST_CASE("cap: malformed messages get 400 with a reason, oversized ones 413", "
   // Too many IDs in one HAVE.
   json have{{"type", "HAVE"}, {"seq", 1}, {"job", "j"}, {"ids", std::vector<std::string>(kMaxIdsPerHave + 1, kId)}};
   REQUIRE(code(Frames(have.dump())) == 400);
+  json want{{"type", "WANT"}, {"seq", 1}, {"job", "j"}, {"ids", std::vector<std::string>(kMaxIdsPerHave + 1, kId)}};
+  REQUIRE(code(Frames(want.dump())) == 400);
+  want["ids"] = std::vector<std::string>(kMaxIdsPerHave, kId);
+  REQUIRE(DecodeFrames(Frames(want.dump())).ok);
+  // WANT is the agent's: the appliance never asks an agent for blobs.
+  REQUIRE(code(Frames(want.dump()), Direction::kApplianceToAgent) == 403);
   // Oversized header and payload: 413.
   std::string huge = R"({"type":"ACCEPT","seq":1,"job":")" + std::string(kMaxHeader, 'j') + R"("})";
   REQUIRE(code(Frames(huge)) == 413);
