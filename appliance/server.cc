@@ -548,19 +548,29 @@ struct Server::Impl {
     r.Pump(j.rec.id, [&](cap::Message out) { Send(id, p, std::move(out)); });
   }
 
-  json StartRestore(const json& req) {
-    std::string agent = req.value("agent", "");
-    std::string peer_id;
+  // The session of `agent` that may take a job now (connected, greeted,
+  // with no job running or waiting to resume), or the control reply that
+  // says why not.
+  json ReadyAgent(const std::string& agent, std::string* peer_id) {
     int64_t now = NowMs();
     for (auto& [pid, p] : peers) {
-      if (p.agent == agent && p.greeted && now - p.last_seen_ms < 3 * opts.heartbeat_ms) peer_id = pid;
+      if (p.agent == agent && p.greeted && now - p.last_seen_ms < 3 * opts.heartbeat_ms) *peer_id = pid;
     }
-    if (peer_id.empty()) {
+    if (peer_id->empty()) {
       return json{{"ok", false}, {"error", "agent " + agent + " is not connected"}, {"code", "not-connected"}};
     }
     for (const auto& [jid, j] : jobs) {
-      if (j.rec.agent == agent) return json{{"ok", false}, {"error", "agent " + agent + " is already running job " + jid}};
+      if (j.rec.agent == agent) {
+        return json{{"ok", false}, {"error", "agent " + agent + " is busy with job " + jid}, {"code", "busy"}};
+      }
     }
+    return nullptr;
+  }
+
+  json StartRestore(const json& req) {
+    std::string agent = req.value("agent", "");
+    std::string peer_id;
+    if (json refused = ReadyAgent(agent, &peer_id); !refused.is_null()) return refused;
     Status flushed = repo->Flush();  // what custosd wrote is readable through the index
     auto plan = flushed.ok() ? RestoreJob::Plan(*repo, agent, req) : Result<std::unique_ptr<RestoreJob>>(flushed);
     if (!plan.ok()) return json{{"ok", false}, {"error", plan.status().message()}};
@@ -679,21 +689,7 @@ struct Server::Impl {
     // As the archiver will record them, so that COMMIT can be checked.
     std::vector<std::string> paths = snapshot::BackupRoots(given);
     std::string peer_id;
-    int64_t now = NowMs();
-    for (auto& [pid, p] : peers) {
-      if (p.agent == agent && p.greeted && now - p.last_seen_ms < 3 * opts.heartbeat_ms) peer_id = pid;
-    }
-    if (peer_id.empty()) {
-      return json{{"ok", false}, {"error", "agent " + agent + " is not connected"}, {"code", "not-connected"}};
-    }
-    for (const auto& [jid, other] : jobs) {
-      if (other.rec.agent == agent) {
-        return json{{"ok", false}, {"error", "agent " + agent + " is busy with job " + jid}, {"code", "busy"}};
-      }
-    }
-    for (const auto& [jid, j] : jobs) {
-      if (j.rec.agent == agent) return json{{"ok", false}, {"error", "agent " + agent + " is already running job " + jid}};
-    }
+    if (json refused = ReadyAgent(agent, &peer_id); !refused.is_null()) return refused;
     Job j;
     uint8_t rnd[6];
     RandomBytes(rnd, sizeof rnd);

@@ -63,21 +63,13 @@ void PrintAgents(const json& agents) {
   }
 }
 
-}  // namespace
-
-int RemoteBackup(const Globals& g, const std::string& agent, const std::vector<std::string>& paths,
-                 const std::vector<std::string>& excludes, bool exclude_caches, bool one_file_system) {
-  int rc = 0;
-  auto started = Control(g, json{{"cmd", "backup"}, {"agent", agent}, {"paths", paths}, {"excludes", excludes},
-                                 {"exclude_caches", exclude_caches}, {"one_file_system", one_file_system}},
-                         rc);
-  if (!started) return rc;
-  std::string job = (*started)["job"];
+// Polls job `job` until it is no longer running, showing progress on a
+// terminal (or status lines with --json). custosd may restart during the
+// job (an upgrade, a crash): the job waits for it and so does this, for a
+// while. Returns the job's final record, or nothing with rc set.
+std::optional<json> WaitForJob(const Globals& g, const std::string& job, int& rc) {
   bool tty = StderrIsTty() && !g.quiet && !g.json;
-  if (!g.quiet && !g.json) std::fprintf(stderr, "job %s: backup of %s started\n", job.c_str(), agent.c_str());
   json j;
-  // custosd may restart during the job (an upgrade, a crash): the job waits
-  // for it and so does this command, for a while.
   constexpr int kDaemonWaitS = 300;
   auto lost_since = std::chrono::steady_clock::time_point();
   for (;;) {
@@ -92,16 +84,17 @@ int RemoteBackup(const Globals& g, const std::string& agent, const std::vector<s
         }
       }
       if (now - lost_since > std::chrono::seconds(kDaemonWaitS)) {
-        return Fail(UnavailableError("custosd did not come back within " + std::to_string(kDaemonWaitS) +
+        rc = Fail(UnavailableError("custosd did not come back within " + std::to_string(kDaemonWaitS) +
                                      " s; job " + job + " may still finish (see custos jobs)"),
-                    kExitNoDaemon);
+                  kExitNoDaemon);
+        return std::nullopt;
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(500));
       continue;
     }
     lost_since = {};
     auto reply = Reply(text, rc);
-    if (!reply) return rc;
+    if (!reply) return std::nullopt;
     j = (*reply)["job"];
     std::string state = j.value("state", "");
     if (state != "running") break;
@@ -118,6 +111,23 @@ int RemoteBackup(const Globals& g, const std::string& agent, const std::vector<s
     std::this_thread::sleep_for(std::chrono::milliseconds(300));
   }
   if (tty) std::fprintf(stderr, "\r\033[K");
+  return j;
+}
+
+}  // namespace
+
+int RemoteBackup(const Globals& g, const std::string& agent, const std::vector<std::string>& paths,
+                 const std::vector<std::string>& excludes, bool exclude_caches, bool one_file_system) {
+  int rc = 0;
+  auto started = Control(g, json{{"cmd", "backup"}, {"agent", agent}, {"paths", paths}, {"excludes", excludes},
+                                 {"exclude_caches", exclude_caches}, {"one_file_system", one_file_system}},
+                         rc);
+  if (!started) return rc;
+  std::string job = (*started)["job"];
+  if (!g.quiet && !g.json) std::fprintf(stderr, "job %s: backup of %s started\n", job.c_str(), agent.c_str());
+  auto done = WaitForJob(g, job, rc);
+  if (!done) return rc;
+  json j = std::move(*done);
   std::string state = j.value("state", "");
   if (g.json) {
     j["message_type"] = "summary";
@@ -144,29 +154,13 @@ int RemoteRestore(const Globals& g, const RemoteRestoreRequest& q) {
   if (!started) return rc;
   std::string job = (*started)["job"];
   std::string snap = started->value("snapshot", "");
-  bool tty = StderrIsTty() && !g.quiet && !g.json;
   if (!g.quiet && !g.json) {
     std::fprintf(stderr, "job %s: restore of snapshot %s to %s:%s started\n", job.c_str(), snap.substr(0, 8).c_str(),
                  q.agent.c_str(), EscapeForDisplay(q.target).c_str());
   }
-  json j;
-  for (;;) {
-    auto reply = Control(g, json{{"cmd", "job"}, {"job", job}}, rc);
-    if (!reply) return rc;
-    j = (*reply)["job"];
-    if (j.value("state", "") != "running") break;
-    if (tty) {
-      std::fprintf(stderr, "\r\033[K%llu files, %s", (unsigned long long)j.value("files", uint64_t(0)),
-                   HumanBytes(j.value("bytes", uint64_t(0))).c_str());
-    } else if (g.json) {
-      std::cout << json{{"message_type", "status"}, {"job", job}, {"files_done", j.value("files", uint64_t(0))},
-                        {"bytes_done", j.value("bytes", uint64_t(0))}}
-                       .dump()
-                << std::endl;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  }
-  if (tty) std::fprintf(stderr, "\r\033[K");
+  auto done = WaitForJob(g, job, rc);
+  if (!done) return rc;
+  json j = std::move(*done);
   std::string state = j.value("state", "");
   std::string report = j.value("report", "");
   // The signed report, as the appliance stored it (custosd checks its signature).
