@@ -8,7 +8,9 @@
 #   fuzzing     clang libclang-rt-14-dev (libFuzzer and the sanitizer runtimes)
 #   libraries   libssl-dev libsodium-dev libzstd-dev libarchive-dev libzmq3-dev
 #               cppzmq-dev catch2 libcli11-dev nlohmann-json3-dev libsqlite3-dev
-#               libtomlplusplus-dev libspdlog-dev (see /work/shared/DEPENDENCIES.md)
+#               libtomlplusplus-dev libspdlog-dev
+#               libhowardhinnant-date-dev tzdata (scheduler: IANA time zones;
+#               libstdc++ 12 has no std::chrono::tzdb) (see /work/shared/DEPENDENCIES.md)
 #   tests/bench python3-zmq restic borgbackup xxd openssl libarchive-tools (bsdtar)
 #               unzip
 set -euo pipefail
@@ -18,6 +20,7 @@ PACKAGES=(
   clang libclang-rt-14-dev
   libssl-dev libsodium-dev libzstd-dev libarchive-dev libzmq3-dev cppzmq-dev
   catch2 libcli11-dev nlohmann-json3-dev libsqlite3-dev libtomlplusplus-dev libspdlog-dev
+  libhowardhinnant-date-dev tzdata
   python3-zmq restic borgbackup xxd openssl libarchive-tools unzip
 )
 
