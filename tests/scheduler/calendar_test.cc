@@ -4,6 +4,8 @@
 #include <catch2/catch.hpp>
 #include <date/date.h>
 
+#include "tests/scheduler/time_util.h"
+
 #include "scheduler/calendar.h"
 
 using namespace custos;
@@ -12,9 +14,7 @@ using namespace std::chrono;
 
 namespace {
 
-Seconds Utc(int y, unsigned mo, unsigned d, int h, int mi = 0) {
-  return Seconds{date::sys_days{date::year{y} / mo / d}.time_since_epoch() + hours(h) + minutes(mi)};
-}
+using test::Utc;
 
 Calendar Cal(const std::string& expr, const std::string& zone = "UTC") {
   auto c = Calendar::Parse(expr, zone);

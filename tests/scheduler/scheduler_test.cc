@@ -6,6 +6,8 @@
 #include <catch2/catch.hpp>
 #include <date/date.h>
 
+#include "tests/scheduler/time_util.h"
+
 #include <map>
 #include <set>
 
@@ -17,9 +19,7 @@ using namespace std::chrono;
 
 namespace {
 
-Seconds Utc(int y, unsigned mo, unsigned d, int h, int mi = 0) {
-  return Seconds{date::sys_days{date::year{y} / mo / d}.time_since_epoch() + hours(h) + minutes(mi)};
-}
+using test::Utc;
 
 // Jobs take `duration`; an agent inside one of its offline windows is not
 // connected (Unavailable, as custosd answers).
