@@ -1,5 +1,7 @@
 #include "appliance/registry.h"
 
+#include <nlohmann/json.hpp>
+
 #include <sodium.h>
 
 #include <algorithm>
@@ -134,7 +136,21 @@ Result<std::unique_ptr<Registry>> Registry::Open(const std::string& path) {
     while (q.Step() == SQLITE_ROW) has_report = has_report || q.Text(1) == "report";
   }
   if (!has_report) RETURN_IF_ERROR(r->Exec("ALTER TABLE jobs ADD COLUMN report TEXT NOT NULL DEFAULT ''"));
-  RETURN_IF_ERROR(r->Exec("PRAGMA user_version = 2"));
+  // Schema 3 (scheduler): schedules and the last slot each one handled.
+  RETURN_IF_ERROR(r->Exec(
+      "CREATE TABLE IF NOT EXISTS schedules ("
+      " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+      " agent TEXT NOT NULL,"
+      " paths TEXT NOT NULL,"
+      " calendar TEXT NOT NULL,"
+      " zone TEXT NOT NULL,"
+      " jitter_s INTEGER NOT NULL DEFAULT 0,"
+      " job TEXT NOT NULL,"
+      " max_retries INTEGER NOT NULL DEFAULT 3,"
+      " created INTEGER NOT NULL)"));
+  RETURN_IF_ERROR(r->Exec(
+      "CREATE TABLE IF NOT EXISTS schedule_slots (schedule INTEGER PRIMARY KEY, last_slot INTEGER NOT NULL)"));
+  RETURN_IF_ERROR(r->Exec("PRAGMA user_version = 3"));
   return r;
 }
 
@@ -237,11 +253,12 @@ Status Registry::SaveJob(const JobRecord& j) {
   return Status::Ok();
 }
 
-Result<std::vector<JobRecord>> Registry::Jobs(int limit) {
+Result<std::vector<JobRecord>> Registry::Jobs(int limit, const std::string& agent, bool failed_only) {
   Stmt q(db_,
          "SELECT id, agent, kind, state, started, ended, params, snapshot, error, files, bytes, report FROM jobs"
+         " WHERE (?2 = '' OR agent = ?2) AND (?3 = 0 OR state IN ('failed', 'missed'))"
          " ORDER BY started DESC, rowid DESC LIMIT ?1");
-  q.Bind(1, int64_t(limit));
+  q.Bind(1, int64_t(limit)).Bind(2, agent).Bind(3, int64_t(failed_only ? 1 : 0));
   std::vector<JobRecord> out;
   int rc;
   while ((rc = q.Step()) == SQLITE_ROW) {
@@ -257,6 +274,68 @@ Result<int> Registry::FailRunningJobs(const std::string& why) {
   q.Bind(1, why).Bind(2, Now());
   if (q.Step() != SQLITE_DONE) return q.Error("fail running jobs");
   return int(sqlite3_changes(db_));
+}
+
+Result<int64_t> Registry::AddSchedule(const scheduler::Schedule& s) {
+  Stmt q(db_,
+         "INSERT INTO schedules (agent, paths, calendar, zone, jitter_s, job, max_retries, created)"
+         " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
+  q.Bind(1, s.agent).Bind(2, nlohmann::json(s.paths).dump()).Bind(3, s.calendar).Bind(4, s.zone);
+  q.Bind(5, int64_t(s.jitter_s)).Bind(6, s.job).Bind(7, int64_t(s.max_retries)).Bind(8, Now());
+  if (q.Step() != SQLITE_DONE) return q.Error("add schedule");
+  return int64_t(sqlite3_last_insert_rowid(db_));
+}
+
+Result<std::vector<scheduler::Schedule>> Registry::Schedules() {
+  Stmt q(db_, "SELECT id, agent, paths, calendar, zone, jitter_s, job, max_retries FROM schedules ORDER BY id");
+  std::vector<scheduler::Schedule> out;
+  int rc;
+  while ((rc = q.Step()) == SQLITE_ROW) {
+    scheduler::Schedule s;
+    s.id = q.Int(0);
+    s.agent = q.Text(1);
+    nlohmann::json paths = nlohmann::json::parse(q.Text(2), nullptr, false);
+    if (paths.is_array()) {
+      for (const auto& p : paths) {
+        if (p.is_string()) s.paths.push_back(p.get<std::string>());
+      }
+    }
+    s.calendar = q.Text(3);
+    s.zone = q.Text(4);
+    s.jitter_s = int(q.Int(5));
+    s.job = q.Text(6);
+    s.max_retries = int(q.Int(7));
+    out.push_back(std::move(s));
+  }
+  if (rc != SQLITE_DONE) return q.Error("schedules");
+  return out;
+}
+
+Status Registry::RemoveSchedule(int64_t id) {
+  Stmt q(db_, "DELETE FROM schedules WHERE id = ?1");
+  q.Bind(1, id);
+  if (q.Step() != SQLITE_DONE) return q.Error("remove schedule");
+  if (sqlite3_changes(db_) == 0) return NotFoundError("no schedule " + std::to_string(id));
+  Stmt slots(db_, "DELETE FROM schedule_slots WHERE schedule = ?1");
+  slots.Bind(1, id);
+  if (slots.Step() != SQLITE_DONE) return slots.Error("remove schedule");
+  return Status::Ok();
+}
+
+std::optional<int64_t> Registry::LastSlot(int64_t schedule) {
+  Stmt q(db_, "SELECT last_slot FROM schedule_slots WHERE schedule = ?1");
+  q.Bind(1, schedule);
+  if (q.Step() != SQLITE_ROW) return std::nullopt;
+  return q.Int(0);
+}
+
+Status Registry::SetLastSlot(int64_t schedule, int64_t slot) {
+  Stmt q(db_,
+         "INSERT INTO schedule_slots (schedule, last_slot) VALUES (?1, ?2)"
+         " ON CONFLICT(schedule) DO UPDATE SET last_slot = ?2");
+  q.Bind(1, schedule).Bind(2, slot);
+  if (q.Step() != SQLITE_DONE) return q.Error("set last slot");
+  return Status::Ok();
 }
 
 }  // namespace custos::appliance

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "base/status.h"
+#include "scheduler/scheduler.h"
 
 namespace custos::appliance {
 
@@ -40,7 +41,7 @@ struct AgentInfo {
 // registry of schema 1 is upgraded in place when opened).
 struct JobRecord {
   std::string id, agent, kind;  // kind: "backup", "restore"
-  std::string state;            // "running", "ok", "partial", "failed"
+  std::string state;            // "running", "ok", "partial", "failed", "missed" (a scheduled slot that did not run)
   int64_t started = 0, ended = 0;  // Unix seconds, 0 = not yet
   std::string params;           // JSON
   std::string snapshot, error;  // snapshot: made (backup) or restored (restore)
@@ -80,8 +81,19 @@ class Registry {
   // Marks every job still "running" as failed with `why` (at start-up: a
   // job the previous daemon did not finish). Returns how many.
   Result<int> FailRunningJobs(const std::string& why);
-  // The newest `limit` jobs, newest first.
-  Result<std::vector<JobRecord>> Jobs(int limit = 100);
+  // The newest `limit` jobs, newest first; only `agent`'s when not empty,
+  // only failed and missed ones when `failed_only`.
+  Result<std::vector<JobRecord>> Jobs(int limit = 100, const std::string& agent = "", bool failed_only = false);
+
+  // Schedules added with `custos schedule add` (schema 3). AddSchedule
+  // assigns the ID; RemoveSchedule is NotFound for an unknown one.
+  Result<int64_t> AddSchedule(const scheduler::Schedule& s);
+  Result<std::vector<scheduler::Schedule>> Schedules();
+  Status RemoveSchedule(int64_t id);
+  // The scheduler's memory across restarts: the last slot handled per
+  // schedule (Unix seconds).
+  std::optional<int64_t> LastSlot(int64_t schedule);
+  Status SetLastSlot(int64_t schedule, int64_t slot);
 
  private:
   explicit Registry(sqlite3* db) : db_(db) {}

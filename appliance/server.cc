@@ -24,6 +24,7 @@
 #include "base/file_util.h"
 #include "base/version.h"
 #include "protocol/message.h"
+#include "scheduler/scheduler.h"
 #include "restore/report.h"
 #include "snapshot/archiver.h"
 #include "snapshot/browse.h"
@@ -190,6 +191,14 @@ Result<std::unique_ptr<storage::Repository>> OpenRepository(const ServerOptions&
 
 }  // namespace
 
+int64_t ConfigScheduleId(const scheduler::Schedule& s) {
+  json key = {s.agent, s.paths, s.calendar, s.zone, s.job};
+  Id h = Sha256(AsBytes(key.dump()));
+  uint64_t v = 0;
+  for (int i = 0; i < 7; ++i) v = v << 8 | h.bytes[size_t(i)];
+  return -int64_t(v) - 1;
+}
+
 std::string ControlEndpoint(const std::string& data_dir) { return "ipc://" + data_dir + "/control.sock"; }
 
 std::string DefaultDataDir() {
@@ -211,6 +220,148 @@ struct Server::Impl {
   Fd lock;
   std::map<std::string, Peer> peers;  // by ROUTER routing id
   std::map<std::string, Job> jobs;    // running, by job id
+
+  // The scheduler's view of this daemon: jobs start as `custos backup
+  // --agent` would start them; its memory and missed slots go to SQLite.
+  struct SchedRunner : scheduler::Runner {
+    Impl& d;
+    explicit SchedRunner(Impl& impl) : d(impl) {}
+    Result<std::string> Start(const scheduler::RunSpec& run) override {
+      json req = {{"agent", run.agent}, {"paths", run.paths}, {"schedule", run.schedule},
+                  {"slot", scheduler::FormatUtc(run.slot)}, {"catch_up", run.catch_up}, {"attempt", run.attempt}};
+      json reply = d.StartBackup(req);
+      if (reply.value("ok", false)) return reply["job"].get<std::string>();
+      std::string code = reply.value("code", "");
+      std::string error = reply.value("error", std::string("refused"));
+      if (code == "not-connected" || code == "busy") return UnavailableError(error);
+      return InvalidArgumentError(error);
+    }
+    std::string State(const std::string& job, std::string* error) override {
+      if (d.jobs.count(job)) return "running";
+      auto hist = d.reg->Jobs(1000);
+      if (hist.ok()) {
+        for (const auto& r : *hist) {
+          if (r.id == job) {
+            *error = r.error;
+            return r.state == "running" ? "failed" : r.state;  // not in memory: it cannot still run
+          }
+        }
+      }
+      *error = "job " + job + " is gone from the history";
+      return "failed";
+    }
+  };
+  struct SchedStore : scheduler::Store {
+    Impl& d;
+    explicit SchedStore(Impl& impl) : d(impl) {}
+    std::optional<scheduler::Seconds> LastSlot(int64_t schedule) override {
+      auto t = d.reg->LastSlot(schedule);
+      if (!t) return std::nullopt;
+      return scheduler::Seconds{std::chrono::seconds(*t)};
+    }
+    void SetLastSlot(int64_t schedule, scheduler::Seconds slot) override {
+      Status st = d.reg->SetLastSlot(schedule, slot.time_since_epoch().count());
+      if (!st.ok()) Log(st.ToString());
+    }
+    void RecordMissed(const scheduler::Schedule& sc, scheduler::Seconds slot, const std::string& why) override {
+      JobRecord r;
+      uint8_t rnd[6];
+      RandomBytes(rnd, sizeof rnd);
+      r.id = "j-" + ToHex(ByteView(rnd, sizeof rnd));
+      r.agent = sc.agent;
+      r.kind = sc.job;
+      r.state = "missed";
+      r.started = slot.time_since_epoch().count();
+      r.ended = NowS();
+      r.params = json{{"paths", sc.paths}, {"schedule", sc.id}, {"slot", scheduler::FormatUtc(slot)}}.dump();
+      r.error = why;
+      Status st = d.reg->SaveJob(r);
+      if (!st.ok()) Log(st.ToString());
+    }
+  };
+  SchedRunner sched_runner{*this};
+  SchedStore sched_store{*this};
+  std::unique_ptr<scheduler::Scheduler> sched;
+
+  // The schedules of the config and of `custos schedule add`, to the scheduler.
+  Status LoadSchedules() {
+    std::vector<scheduler::Schedule> all = opts.schedules;
+    auto added = reg->Schedules();
+    if (!added.ok()) return added.status();
+    all.insert(all.end(), added->begin(), added->end());
+    return sched->SetSchedules(all, scheduler::Now());
+  }
+
+  void OnSchedulerEvent(const scheduler::Event& e) {
+    std::string what = "schedule " + std::to_string(e.schedule) + " (" + e.agent + ", slot " +
+                       scheduler::FormatUtc(e.slot) + "): ";
+    switch (e.kind) {
+      case scheduler::Event::kStarted:
+        Log(what + "job " + e.job + " started" + (e.catch_up ? " (catching up a slot missed while off)" : "") +
+            (e.attempt ? ", attempt " + std::to_string(e.attempt + 1) : ""));
+        break;
+      case scheduler::Event::kRetry: Log(what + e.detail); break;
+      case scheduler::Event::kMissed: Log(what + "MISSED: " + e.detail); break;
+      case scheduler::Event::kFinished: Log(what + "job " + e.job + " " + e.detail); break;
+      case scheduler::Event::kFailed: Log(what + "job " + e.job + " FAILED: " + e.detail); break;
+    }
+  }
+
+  json ScheduleJson(const scheduler::Schedule& sc) const {
+    auto next = sched ? sched->NextRun(sc.id) : std::nullopt;
+    auto last = reg->LastSlot(sc.id);
+    return json{{"id", sc.id},
+                {"agent", sc.agent},
+                {"paths", sc.paths},
+                {"calendar", sc.calendar},
+                {"timezone", sc.zone},
+                {"jitter_s", sc.jitter_s},
+                {"job", sc.job},
+                {"retries", sc.max_retries},
+                {"source", sc.id < 0 ? "config" : "cli"},
+                {"next_run", next ? scheduler::FormatUtc(*next) : ""},
+                {"last_slot", last ? scheduler::FormatUtc(scheduler::Seconds{std::chrono::seconds(*last)}) : ""}};
+  }
+
+  json HandleScheduleRequest(const std::string& cmd, const json& req) {
+    if (cmd == "schedule-list") {
+      json out = json::array();
+      for (const auto& sc : opts.schedules) out.push_back(ScheduleJson(sc));
+      auto added = reg->Schedules();
+      if (!added.ok()) return json{{"ok", false}, {"error", added.status().message()}};
+      for (const auto& sc : *added) out.push_back(ScheduleJson(sc));
+      return json{{"ok", true}, {"schedules", out}};
+    }
+    if (cmd == "schedule-remove") {
+      Status st = reg->RemoveSchedule(req.value("id", int64_t(0)));
+      if (st.ok()) st = LoadSchedules();
+      if (!st.ok()) return json{{"ok", false}, {"error", st.message()}};
+      Log("schedule " + std::to_string(req.value("id", int64_t(0))) + " removed");
+      return json{{"ok", true}};
+    }
+    // schedule-add
+    scheduler::Schedule sc;
+    try {
+      sc.agent = req.at("agent").get<std::string>();
+      sc.paths = req.at("paths").get<std::vector<std::string>>();
+      sc.calendar = req.at("calendar").get<std::string>();
+      sc.zone = req.value("timezone", std::string());
+      if (sc.zone.empty()) sc.zone = opts.timezone;
+      sc.jitter_s = req.value("jitter_s", 0);
+      sc.job = req.value("job", std::string("backup"));
+      sc.max_retries = req.value("retries", 3);
+    } catch (const json::exception& e) {
+      return json{{"ok", false}, {"error", std::string("schedule-add: ") + e.what()}};
+    }
+    if (Status st = scheduler::ValidateSchedule(sc); !st.ok()) return json{{"ok", false}, {"error", st.message()}};
+    auto id = reg->AddSchedule(sc);
+    if (!id.ok()) return json{{"ok", false}, {"error", id.status().message()}};
+    sc.id = *id;
+    if (Status st = LoadSchedules(); !st.ok()) return json{{"ok", false}, {"error", st.message()}};
+    Log("schedule " + std::to_string(sc.id) + " added: " + sc.job + " of " + sc.agent + " at \"" + sc.calendar +
+        "\" (" + sc.zone + ")");
+    return json{{"ok", true}, {"schedule", ScheduleJson(sc)}};
+  }
 
   void SaveJob(const Job& j) {
     Status st = reg->SaveJob(j.rec);
@@ -714,6 +865,9 @@ struct Server::Impl {
                    {"zstd_level", c.zstd_level}};
     json logged = params;
     logged["chunker"].erase("key");  // a secret: never in the history or the logs
+    for (const char* k : {"schedule", "slot", "catch_up", "attempt"}) {
+      if (req.contains(k)) logged[k] = req[k];  // started by the scheduler
+    }
     j.rec.params = logged.dump();
     Peer& p = peers[peer_id];
     cap::Message msg = cap::Make("JOB", 0, {{"job", j.rec.id}, {"kind", "backup"}, {"params", params}});
@@ -928,8 +1082,11 @@ struct Server::Impl {
       }
       return json{{"ok", false}, {"error", "no job " + jid}};
     }
+    if (cmd == "schedule-add" || cmd == "schedule-list" || cmd == "schedule-remove") {
+      return HandleScheduleRequest(cmd, req);
+    }
     if (cmd == "jobs") {
-      auto hist = reg->Jobs(req.value("limit", 100));
+      auto hist = reg->Jobs(req.value("limit", 100), req.value("agent", std::string()), req.value("failed", false));
       if (!hist.ok()) return json{{"ok", false}, {"error", hist.status().message()}};
       json out = json::array();
       for (const auto& r : *hist) out.push_back(JobJson(r));
@@ -974,6 +1131,7 @@ std::string Server::public_key_z85() const { return impl_->public_z85; }
 Result<std::unique_ptr<Server>> Server::Start(const ServerOptions& options) {
   auto impl = std::make_unique<Impl>();
   impl->opts = options;
+  if (impl->opts.timezone.empty()) impl->opts.timezone = scheduler::SystemZone();
   const std::string& dir = options.data_dir;
   RETURN_IF_ERROR(MakeDirs(dir, 0700).Annotate("data directory"));
   ::chmod(dir.c_str(), 0700);  // the control socket is guarded by this directory's mode
@@ -1003,6 +1161,11 @@ Result<std::unique_ptr<Server>> Server::Start(const ServerOptions& options) {
   ASSIGN_OR_RETURN(impl->repo, OpenRepository(options));
   // Backups a previous daemon left running wait for their agents to resume them.
   impl->AdoptJobs();
+  Impl* raw = impl.get();
+  impl->sched = std::make_unique<scheduler::Scheduler>(
+      impl->sched_runner, impl->sched_store, [raw](const scheduler::Event& e) { raw->OnSchedulerEvent(e); },
+      options.per_agent_jobs, std::chrono::seconds(20));  // agents reconnect within a few seconds of a restart
+  RETURN_IF_ERROR(impl->LoadSchedules().Annotate("schedules"));
   try {
     impl->zap.bind("inproc://zeromq.zap.01");
     impl->router.set(zmq::sockopt::curve_server, 1);
@@ -1055,6 +1218,7 @@ Status Server::Run() {
       }
     }
     s.ExpireDetachedJobs();
+    s.sched->Tick(scheduler::Now());
   }
   s.SaveJobsForResume();
   ::unlink((s.opts.data_dir + "/control.sock").c_str());

@@ -22,6 +22,7 @@
 #include <string>
 
 #include "base/status.h"
+#include "scheduler/scheduler.h"
 
 namespace custos::appliance {
 
@@ -38,9 +39,20 @@ struct ServerOptions {
   // DATA_DIR/recovery-key.txt (0600: store it offline, then delete it).
   std::string repository;
   std::string password_file;  // empty: DATA_DIR/repository.pass
+  // The zone of schedules that name none (default: the system's).
+  std::string timezone;
+  // Schedules from the config (IDs < 0, stable while the entry is unchanged;
+  // see ConfigScheduleId); `custos schedule add` keeps its own in SQLite.
+  std::vector<scheduler::Schedule> schedules;
+  int per_agent_jobs = 1;  // jobs at once per agent
   // Argon2id cost for a repository created on first start (0: default).
   uint32_t kdf_ops = 0, kdf_mib = 0;
 };
+
+// The ID of a schedule from the config: negative, from a hash of what it
+// does (agent, paths, calendar, zone, job), so that its last slot survives
+// restarts while the entry is unchanged.
+int64_t ConfigScheduleId(const scheduler::Schedule& s);
 
 // Where the CLI finds the daemon: ipc://DATA_DIR/control.sock.
 std::string ControlEndpoint(const std::string& data_dir);

@@ -261,11 +261,22 @@ Exit code 13 when no custosd answers.)");
   });
 
   auto* jobs = app.add_subcommand("jobs", "Show the appliance's job history, newest first");
-  jobs->footer("\nTalks to custosd (--data-dir or $CUSTOS_DATA_DIR). Exit code 13 when no custosd answers.");
+  jobs->footer(R"(
+Every job the appliance ran or should have run: backups and restores started by
+hand or by a schedule, with their outcome (running, ok, partial, failed, or
+missed: a scheduled slot that could not run, with the reason), start and end,
+files, bytes and error. --failed shows only failed and missed ones.
+
+Talks to custosd (--data-dir or $CUSTOS_DATA_DIR). Exit code 13 when no custosd answers.)");
   static int jobs_limit = 20;
+  static bool jobs_failed = false;
+  static std::string jobs_agent;
   jobs->add_option("-n,--limit", jobs_limit, "How many jobs (default 20)")->check(CLI::Range(1, 100000));
+  jobs->add_flag("--failed", jobs_failed, "Only failed and missed jobs");
+  jobs->add_option("--agent", jobs_agent, "Only this agent's jobs");
   jobs->callback([&] {
-    auto j = Control(g, json{{"cmd", "jobs"}, {"limit", jobs_limit}}, rc);
+    auto j = Control(g, json{{"cmd", "jobs"}, {"limit", jobs_limit}, {"failed", jobs_failed}, {"agent", jobs_agent}},
+                     rc);
     if (!j) return;
     if (g.json) {
       std::cout << (*j)["jobs"].dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
@@ -283,6 +294,95 @@ Exit code 13 when no custosd answers.)");
                   r.value("agent", "").c_str(), r.value("state", "").c_str(), when,
                   r.value("snapshot", "").substr(0, 8).c_str(), EscapeForDisplay(r.value("error", "")).c_str());
     }
+  });
+
+  auto* schedule = app.add_subcommand("schedule", "Add, list and remove the appliance's schedules");
+  schedule->require_subcommand(1);
+  schedule->footer(R"(
+Schedules make custosd start jobs by itself: every night's backup of each
+server. CALENDAR is a 5-field cron expression ("M H DOM MON DOW", e.g.
+'30 1 * * mon-fri') or one of: 'hourly [:MM]', 'daily HH:MM',
+'weekly DAY HH:MM' (DAY: sun..sat), 'monthly DAY HH:MM'. Times are wall-clock
+times in --timezone (an IANA name such as Asia/Ho_Chi_Minh; default: the
+appliance config's timezone, else the system's). A time the clocks skip runs
+at the jump; a time they repeat runs once.
+
+What custosd does with a slot: starts the job at the time plus a fixed random
+delay within --jitter; if the agent is offline it retries (5, 10, 20, 40 min,
+then hourly) until the next slot, and records the slot as missed if it never
+came; a failed job is retried the same way up to --retries times. Slots that
+passed while the appliance was off are caught up once at start-up; the
+earlier ones are recorded as missed. One job per agent at a time. See
+'custos jobs --failed'.
+
+  custos schedule add --agent db01 --paths /srv,/etc --calendar 'daily 02:00'
+  custos schedule list
+  custos schedule remove 3
+
+Schedules can also be written in custosd's config ([[schedule]] tables; shown
+with source "config", removed by editing the config). Exit code 2 for a bad
+calendar, zone or path; 13 when no custosd answers.)");
+  auto* sadd = schedule->add_subcommand("add", "Add a schedule");
+  static std::string s_agent, s_calendar, s_zone, s_job = "backup";
+  static std::vector<std::string> s_paths;
+  static int s_jitter = 0, s_retries = 3;
+  sadd->add_option("--agent", s_agent, "The agent whose server is backed up")->required();
+  sadd->add_option("--paths", s_paths, "Absolute paths on that server, comma-separated")->required()->delimiter(',');
+  sadd->add_option("--calendar", s_calendar, "When: cron fields or daily HH:MM etc. (see above)")->required();
+  sadd->add_option("--timezone", s_zone, "IANA time zone of the calendar");
+  sadd->add_option("--jitter", s_jitter, "Start within this many seconds after the time (default 0)")
+      ->check(CLI::Range(0, 6 * 3600));
+  sadd->add_option("--job", s_job, "What to run: backup (prune, verify, drill: not yet)");
+  sadd->add_option("--retries", s_retries, "Retries of a failed job before the next slot (default 3)")
+      ->check(CLI::Range(0, 20));
+  sadd->callback([&] {
+    json req = {{"cmd", "schedule-add"}, {"agent", s_agent},     {"paths", s_paths},     {"calendar", s_calendar},
+                {"timezone", s_zone},    {"jitter_s", s_jitter}, {"job", s_job},         {"retries", s_retries}};
+    auto reply = appliance::ControlRequest(DataDir(g), req.dump());
+    if (reply.ok()) {
+      json r = json::parse(*reply, nullptr, false);
+      if (r.is_object() && !r.value("ok", false)) {  // a bad calendar, zone or path: usage
+        rc = Fail(InvalidArgumentError(r.value("error", std::string("refused"))), kExitUsage);
+        return;
+      }
+    }
+    auto j = Reply(reply, rc);
+    if (!j) return;
+    const json& sc = (*j)["schedule"];
+    if (g.json) std::cout << sc.dump() << "\n";
+    else if (!g.quiet) {
+      std::printf("schedule %lld added: %s of %s at '%s' (%s), next run %s\n", (long long)sc.value("id", int64_t(0)),
+                  sc.value("job", "").c_str(), sc.value("agent", "").c_str(), sc.value("calendar", "").c_str(),
+                  sc.value("timezone", "").c_str(), sc.value("next_run", "").c_str());
+    }
+  });
+  auto* slist = schedule->add_subcommand("list", "List schedules with their next run");
+  slist->callback([&] {
+    auto j = Control(g, json{{"cmd", "schedule-list"}}, rc);
+    if (!j) return;
+    if (g.json) {
+      std::cout << (*j)["schedules"].dump() << "\n";
+      return;
+    }
+    std::printf("%-6s %-8s %-12s %-20s %-18s %-21s %s\n", "ID", "JOB", "AGENT", "CALENDAR", "TIMEZONE", "NEXT RUN (UTC)",
+                "PATHS");
+    for (const auto& sc : (*j)["schedules"]) {
+      std::string paths;
+      for (const auto& p : sc["paths"]) paths += (paths.empty() ? "" : ",") + p.get<std::string>();
+      std::string id = sc.value("source", "") == "config" ? "config" : std::to_string(sc.value("id", int64_t(0)));
+      std::printf("%-6s %-8s %-12s %-20s %-18s %-21s %s\n", id.c_str(), sc.value("job", "").c_str(),
+                  sc.value("agent", "").c_str(), sc.value("calendar", "").c_str(), sc.value("timezone", "").c_str(),
+                  sc.value("next_run", "").c_str(), EscapeForDisplay(paths).c_str());
+    }
+  });
+  auto* sremove = schedule->add_subcommand("remove", "Remove a schedule added with 'schedule add'");
+  static int64_t s_remove_id = 0;
+  sremove->add_option("ID", s_remove_id, "The schedule's ID (custos schedule list)")->required();
+  sremove->callback([&] {
+    auto j = Control(g, json{{"cmd", "schedule-remove"}, {"id", s_remove_id}}, rc);
+    if (!j) return;
+    if (!g.quiet && !g.json) std::printf("schedule %lld removed\n", (long long)s_remove_id);
+    if (g.json) std::cout << j->dump() << "\n";
   });
 
   auto* status = app.add_subcommand("status", "Show the appliance: agents and running jobs");

@@ -7,6 +7,8 @@
 #include <cstdio>
 
 #include "appliance/server.h"
+#include "scheduler/calendar.h"
+#include "scheduler/scheduler.h"
 #include "base/crypto.h"
 #include "cmd/cli_util.h"
 #include "cmd/common.h"
@@ -44,6 +46,16 @@ CONFIG (TOML; every key optional, flags override):
   listen = "tcp://0.0.0.0:7468"
   heartbeat_ms = 5000
   resume_window_s = 600    # how long a backup waits for its agent to reconnect
+  timezone = "Asia/Ho_Chi_Minh"   # of schedules that name none (default: the system's)
+  per_agent_jobs = 1       # jobs at once per agent
+
+  [[schedule]]             # as many as needed; also: custos schedule add
+  agent = "db01"
+  paths = ["/srv", "/etc"]
+  calendar = "daily 02:00" # cron "M H DOM MON DOW", or hourly [:MM],
+                           # daily HH:MM, weekly DAY HH:MM, monthly DAY HH:MM
+  jitter_s = 900           # start within 15 minutes of the time (fixed per night)
+  retries = 3              # a failed job is retried with backoff before the next slot
   repository = "/srv/custos/repository"      # default: DATA_DIR/repository
   password_file = "/etc/custos/repository.pass"  # default: DATA_DIR/repository.pass
 
@@ -81,9 +93,51 @@ SIGINT and SIGTERM stop it cleanly. Exit codes: 0 stopped, 1 error,
       if (auto v = t["repository"].value<std::string>()) o.repository = *v;
       if (auto v = t["password_file"].value<std::string>()) o.password_file = *v;
       if (auto v = t["resume_window_s"].value<int64_t>()) o.resume_window_s = int(std::clamp<int64_t>(*v, 0, 86400));
+      if (auto v = t["timezone"].value<std::string>()) o.timezone = *v;
+      if (auto v = t["per_agent_jobs"].value<int64_t>()) o.per_agent_jobs = int(std::clamp<int64_t>(*v, 1, 16));
+      if (!o.timezone.empty() && !scheduler::IsKnownZone(o.timezone)) {
+        std::fprintf(stderr, "custosd: %s: unknown timezone '%s'\n", config.c_str(), o.timezone.c_str());
+        return cli::kExitUsage;
+      }
+      if (auto* list = t["schedule"].as_array()) {
+        for (auto&& item : *list) {
+          auto* e = item.as_table();
+          scheduler::Schedule sc;
+          sc.calendar.clear();  // required
+          sc.zone.clear();      // default below
+          std::string bad;
+          if (!e) bad = "not a table";
+          for (auto&& [k, v] : e ? *e : toml::table{}) {
+            std::string key(k.str());
+            if (key == "agent" && v.is_string()) sc.agent = *v.value<std::string>();
+            else if (key == "calendar" && v.is_string()) sc.calendar = *v.value<std::string>();
+            else if (key == "timezone" && v.is_string()) sc.zone = *v.value<std::string>();
+            else if (key == "job" && v.is_string()) sc.job = *v.value<std::string>();
+            else if (key == "jitter_s" && v.is_integer()) sc.jitter_s = int(*v.value<int64_t>());
+            else if (key == "retries" && v.is_integer()) sc.max_retries = int(*v.value<int64_t>());
+            else if (key == "paths" && v.is_array()) {
+              for (auto&& p : *v.as_array()) {
+                if (p.is_string()) sc.paths.push_back(*p.value<std::string>());
+                else bad = "paths must be strings";
+              }
+            } else {
+              bad = "unknown or mistyped key '" + key + "'";
+            }
+          }
+          if (sc.zone.empty()) sc.zone = o.timezone.empty() ? scheduler::SystemZone() : o.timezone;
+          Status st = bad.empty() ? scheduler::ValidateSchedule(sc) : InvalidArgumentError(bad);
+          if (!st.ok()) {
+            std::fprintf(stderr, "custosd: %s: schedule %zu: %s\n", config.c_str(), o.schedules.size() + 1,
+                         st.message().c_str());
+            return cli::kExitUsage;
+          }
+          sc.id = appliance::ConfigScheduleId(sc);
+          o.schedules.push_back(std::move(sc));
+        }
+      }
       for (auto&& [k, v] : t) {
         if (k != "data_dir" && k != "listen" && k != "heartbeat_ms" && k != "repository" && k != "password_file" &&
-            k != "resume_window_s") {
+            k != "resume_window_s" && k != "timezone" && k != "per_agent_jobs" && k != "schedule") {
           std::fprintf(stderr, "custosd: %s: unknown key '%s'\n", config.c_str(), std::string(k.str()).c_str());
           return cli::kExitUsage;
         }

@@ -101,6 +101,21 @@ bool IsKnownZone(const std::string& zone) {
   }
 }
 
+std::string SystemZone() {
+  try {
+    if (const date::time_zone* z = date::current_zone()) return std::string(z->name());
+  } catch (const std::exception&) {
+  }
+  return "UTC";
+}
+
+Seconds Now() { return std::chrono::floor<std::chrono::seconds>(std::chrono::system_clock::now()); }
+
+std::string FormatUtc(Seconds t) {
+  if (t == Seconds::max()) return "never";
+  return date::format("%Y-%m-%dT%H:%M:%SZ", t);
+}
+
 Result<Calendar> Calendar::Parse(const std::string& expr_in, const std::string& zone) {
   Calendar c;
   c.expr_ = expr_in;

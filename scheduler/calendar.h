@@ -63,5 +63,11 @@ class Calendar {
 
 // Whether `zone` names a zone of the system's tz database.
 bool IsKnownZone(const std::string& zone);
+// The system's zone (/etc/localtime), or "UTC" when it cannot be told.
+std::string SystemZone();
+// The current time, to the second.
+Seconds Now();
+// "2026-11-27T02:00:00Z".
+std::string FormatUtc(Seconds t);
 
 }  // namespace custos::scheduler

@@ -67,8 +67,13 @@ struct Scheduler::State {
   }
 };
 
-Scheduler::Scheduler(Runner& runner, Store& store, std::function<void(const Event&)> on_event, int per_agent)
-    : runner_(runner), store_(store), on_event_(std::move(on_event)), per_agent_(std::max(1, per_agent)) {}
+Scheduler::Scheduler(Runner& runner, Store& store, std::function<void(const Event&)> on_event, int per_agent,
+                     seconds startup_grace)
+    : runner_(runner),
+      store_(store),
+      on_event_(std::move(on_event)),
+      per_agent_(std::max(1, per_agent)),
+      grace_(startup_grace) {}
 
 Scheduler::~Scheduler() = default;
 
@@ -117,7 +122,7 @@ Status Scheduler::SetSchedules(const std::vector<Schedule>& schedules, Seconds n
         store_.SetLastSlot(st->s.id, passed[i]);
         Emit(Event{Event::kMissed, st->s.id, st->s.agent, passed[i], now, "", "the appliance was off"});
       }
-      if (!passed.empty()) st->Activate(passed.back(), now, true);
+      if (!passed.empty()) st->Activate(passed.back(), now + grace_, true);
     }
     next[st->s.id] = std::move(st);
   }

@@ -100,7 +100,10 @@ struct Event {
 
 class Scheduler {
  public:
-  Scheduler(Runner& runner, Store& store, std::function<void(const Event&)> on_event, int per_agent = 1);
+  // `startup_grace`: catch-up runs wait this long after SetSchedules first
+  // adopts a schedule, so that agents can reconnect to a restarted appliance.
+  Scheduler(Runner& runner, Store& store, std::function<void(const Event&)> on_event, int per_agent = 1,
+            std::chrono::seconds startup_grace = std::chrono::seconds(0));
   ~Scheduler();
 
   // Replaces the schedules. Ones that were already known keep their state;
@@ -125,6 +128,7 @@ class Scheduler {
   Store& store_;
   std::function<void(const Event&)> on_event_;
   int per_agent_;
+  std::chrono::seconds grace_;
   std::map<int64_t, std::unique_ptr<State>> states_;
 };
 

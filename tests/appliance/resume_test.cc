@@ -91,6 +91,7 @@ class TcpProxy {
         fds.push_back({p.b, POLLIN, 0});
       }
       if (::poll(fds.data(), fds.size(), 50) <= 0) continue;
+      const size_t polled = pairs_.size();  // a pair accepted below was not polled
       if (fds[0].revents & POLLIN) {
         int c = ::accept4(lfd_, nullptr, nullptr, SOCK_CLOEXEC);
         int u = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -106,7 +107,7 @@ class TcpProxy {
         }
       }
       std::vector<size_t> dead;
-      for (size_t i = 0; i < pairs_.size(); ++i) {
+      for (size_t i = 0; i < polled; ++i) {
         for (int side = 0; side < 2; ++side) {
           const pollfd& f = fds[1 + 2 * i + side];
           if (!(f.revents & (POLLIN | POLLHUP | POLLERR))) continue;

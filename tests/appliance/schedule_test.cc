@@ -1,0 +1,153 @@
+// Schedules in custosd (issue 6): `custos schedule add|list|remove`, a
+// scheduled backup that runs by itself, catch-up after downtime with the
+// missed slots in `custos jobs --failed`, and schedules in the config.
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+#include <sys/stat.h>
+
+#include <string>
+
+#include "tests/appliance/appliance_fixture.h"
+#include "tests/cli/cli_fixture.h"
+#include "tests/snapshot/tree_fixture.h"
+#include "tests/test_util.h"
+
+using nlohmann::json;
+using namespace custos;
+using namespace custos::clitest;
+using namespace custos::appliancetest;
+
+namespace {
+
+// Waits up to `seconds` for `pred`.
+template <typename F>
+bool Within(int seconds, F pred) {
+  for (int i = 0; i < seconds * 4; ++i) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  }
+  return false;
+}
+
+json Jobs(const Appliance& a, const std::string& args = "") {
+  RunResult r = Cli(a.data, "--json jobs -n 100 " + args);
+  REQUIRE(r.exit_code == 0);
+  return json::parse(r.out);
+}
+
+}  // namespace
+
+TEST_CASE("schedules: add, list, remove; a scheduled backup runs by itself; catch-up after downtime",
+          "[appliance][scheduler]") {
+  test::TempDir work;
+  Appliance a(work.path());
+  auto agent = StartAgent(a, work.path(), "db01");
+  std::string src = work.path() + "/server";
+  REQUIRE(::mkdir(src.c_str(), 0755) == 0);
+  test::WriteString(src + "/config", "every minute");
+
+  // Bad input: usage errors with the reason.
+  RunResult bad = Cli(a.data, "schedule add --agent db01 --paths " + Q(src) + " --calendar 'daily 25:00'");
+  REQUIRE(bad.exit_code == 2);
+  REQUIRE(Contains(bad.err, "daily HH:MM"));
+  bad = Cli(a.data, "schedule add --agent db01 --paths " + Q(src) + " --calendar 'daily 02:00' --timezone Mars/Base");
+  REQUIRE(bad.exit_code == 2);
+  REQUIRE(Contains(bad.err, "unknown time zone"));
+  bad = Cli(a.data, "schedule add --agent db01 --paths relative --calendar 'daily 02:00'");
+  REQUIRE(bad.exit_code == 2);
+  bad = Cli(a.data, "schedule add --agent db01 --paths " + Q(src) + " --calendar 'daily 02:00' --job prune");
+  REQUIRE(bad.exit_code == 2);
+  REQUIRE(Contains(bad.err, "not supported yet"));
+
+  RunResult add = Cli(a.data, "--json schedule add --agent db01 --paths " + Q(src) +
+                                  " --calendar '* * * * *' --timezone Asia/Ho_Chi_Minh");
+  INFO(add.err);
+  REQUIRE(add.exit_code == 0);
+  json sc = json::parse(add.out);
+  int64_t id = sc["id"];
+  REQUIRE(sc["timezone"] == "Asia/Ho_Chi_Minh");
+  REQUIRE(sc["next_run"].get<std::string>().size() == 20);
+  json list = json::parse(Cli(a.data, "--json schedule list").out);
+  REQUIRE(list.size() == 1);
+  REQUIRE(list[0]["calendar"] == "* * * * *");
+
+  // Within a minute (and a bit) the backup runs, started by the schedule.
+  json run;
+  bool ran = Within(80, [&] {
+    for (const auto& j : Jobs(a)) {
+      if (j["params"].value("schedule", int64_t(0)) == id && j["state"] == "ok") run = j;
+    }
+    return !run.is_null();
+  });
+  INFO(Slurp(a.daemon->err));
+  REQUIRE(ran);
+  REQUIRE(json::parse(a.Repo("--json snapshots").out).size() >= 1);
+  REQUIRE(Jobs(a, "--failed").empty());
+
+  // Downtime: custosd stops, and its memory says the last slot handled was
+  // 5 minutes ago. At start-up the latest missed slot is caught up once,
+  // the earlier ones are recorded missed.
+  a.daemon->Stop(SIGTERM);
+  std::string db = a.data + "/registry.db";
+  RunResult py = test::Run("/usr/bin/python3 -c \"import sqlite3,time; c=sqlite3.connect('" + db +
+                           "'); c.execute('UPDATE schedule_slots SET last_slot=?', (int(time.time()//60*60)-300,)); "
+                           "c.commit()\"");
+  INFO(py.err);
+  REQUIRE(py.exit_code == 0);
+  a.Start(a.endpoint);
+  bool caught = Within(60, [&] {  // catch-up waits 20 s for agents to reconnect
+    for (const auto& j : Jobs(a)) {
+      if (j["params"].value("catch_up", false) && j["state"] == "ok") return true;
+    }
+    return false;
+  });
+  INFO(Slurp(a.daemon->err));
+  REQUIRE(caught);
+  json missed = Jobs(a, "--failed");
+  REQUIRE(missed.size() >= 3);  // 4 or 5 slots passed, depending on the second we restarted in
+  for (const auto& m : missed) {
+    REQUIRE(m["state"] == "missed");
+    REQUIRE(m["error"] == "the appliance was off");
+    REQUIRE(m["agent"] == "db01");
+  }
+  REQUIRE(Jobs(a, "--agent nobody").empty());
+  RunResult human = Cli(a.data, "jobs --failed");
+  REQUIRE(Contains(human.out, "missed"));
+
+  REQUIRE(Cli(a.data, "schedule remove " + std::to_string(id)).exit_code == 0);
+  REQUIRE(json::parse(Cli(a.data, "--json schedule list").out).empty());
+  REQUIRE(Cli(a.data, "schedule remove 999").exit_code == 1);
+}
+
+TEST_CASE("schedules: in custosd's config, checked at start", "[appliance][scheduler]") {
+  test::TempDir work;
+  std::string data = work.path() + "/appliance";
+  test::WriteString(work.path() + "/good.toml", R"(
+timezone = "Europe/Berlin"
+[[schedule]]
+agent = "web01"
+paths = ["/var/www", "/etc"]
+calendar = "weekly sun 03:00"
+jitter_s = 600
+)");
+  Proc d(kBin + "/custosd --data-dir " + Q(data) + " --listen tcp://127.0.0.1:0 --config " +
+             Q(work.path() + "/good.toml"),
+         work.path(), "custosd");
+  REQUIRE(Eventually([&] { return Contains(Slurp(d.out), "listening on"); }));
+  json list = json::parse(Cli(data, "--json schedule list").out);
+  REQUIRE(list.size() == 1);
+  REQUIRE(list[0]["source"] == "config");
+  REQUIRE(list[0]["timezone"] == "Europe/Berlin");
+  REQUIRE(list[0]["paths"] == json({"/var/www", "/etc"}));
+  REQUIRE(list[0]["id"].get<int64_t>() < 0);
+  REQUIRE(d.Stop() == 0);
+
+  for (const char* bad : {"[[schedule]]\nagent = \"w\"\npaths = [\"/x\"]\ncalendar = \"daily 99:00\"\n",
+                          "[[schedule]]\nagent = \"w\"\npaths = [\"/x\"]\ncalendar = \"daily 01:00\"\ncolour = 1\n",
+                          "timezone = \"Nowhere/Town\"\n"}) {
+    test::WriteString(work.path() + "/bad.toml", bad);
+    RunResult r = test::Run(kBin + "/custosd --data-dir " + Q(data) + " --config " + Q(work.path() + "/bad.toml"));
+    INFO(bad << r.err);
+    REQUIRE(r.exit_code == 2);
+  }
+}
