@@ -147,9 +147,11 @@ Result<std::unique_ptr<Registry>> Registry::Open(const std::string& path) {
       " jitter_s INTEGER NOT NULL DEFAULT 0,"
       " job TEXT NOT NULL,"
       " max_retries INTEGER NOT NULL DEFAULT 3,"
+      " options TEXT NOT NULL DEFAULT '{}',"  // per job kind: scrub_parts, drill_sample
       " created INTEGER NOT NULL)"));
   RETURN_IF_ERROR(r->Exec(
       "CREATE TABLE IF NOT EXISTS schedule_slots (schedule INTEGER PRIMARY KEY, last_slot INTEGER NOT NULL)"));
+  RETURN_IF_ERROR(r->Exec("CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL)"));
   RETURN_IF_ERROR(r->Exec("PRAGMA user_version = 3"));
   return r;
 }
@@ -278,16 +280,18 @@ Result<int> Registry::FailRunningJobs(const std::string& why) {
 
 Result<int64_t> Registry::AddSchedule(const scheduler::Schedule& s) {
   Stmt q(db_,
-         "INSERT INTO schedules (agent, paths, calendar, zone, jitter_s, job, max_retries, created)"
-         " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
+         "INSERT INTO schedules (agent, paths, calendar, zone, jitter_s, job, max_retries, created, options)"
+         " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
   q.Bind(1, s.agent).Bind(2, nlohmann::json(s.paths).dump()).Bind(3, s.calendar).Bind(4, s.zone);
   q.Bind(5, int64_t(s.jitter_s)).Bind(6, s.job).Bind(7, int64_t(s.max_retries)).Bind(8, Now());
+  q.Bind(9, nlohmann::json{{"scrub_parts", s.scrub_parts}, {"drill_sample", s.drill_sample}}.dump());
   if (q.Step() != SQLITE_DONE) return q.Error("add schedule");
   return int64_t(sqlite3_last_insert_rowid(db_));
 }
 
 Result<std::vector<scheduler::Schedule>> Registry::Schedules() {
-  Stmt q(db_, "SELECT id, agent, paths, calendar, zone, jitter_s, job, max_retries FROM schedules ORDER BY id");
+  Stmt q(db_,
+         "SELECT id, agent, paths, calendar, zone, jitter_s, job, max_retries, options FROM schedules ORDER BY id");
   std::vector<scheduler::Schedule> out;
   int rc;
   while ((rc = q.Step()) == SQLITE_ROW) {
@@ -305,6 +309,11 @@ Result<std::vector<scheduler::Schedule>> Registry::Schedules() {
     s.jitter_s = int(q.Int(5));
     s.job = q.Text(6);
     s.max_retries = int(q.Int(7));
+    nlohmann::json opt = nlohmann::json::parse(q.Text(8), nullptr, false);
+    if (opt.is_object()) {
+      s.scrub_parts = opt.value("scrub_parts", s.scrub_parts);
+      s.drill_sample = opt.value("drill_sample", s.drill_sample);
+    }
     out.push_back(std::move(s));
   }
   if (rc != SQLITE_DONE) return q.Error("schedules");
@@ -319,6 +328,20 @@ Status Registry::RemoveSchedule(int64_t id) {
   Stmt slots(db_, "DELETE FROM schedule_slots WHERE schedule = ?1");
   slots.Bind(1, id);
   if (slots.Step() != SQLITE_DONE) return slots.Error("remove schedule");
+  return Status::Ok();
+}
+
+std::optional<std::string> Registry::Value(const std::string& key) {
+  Stmt q(db_, "SELECT value FROM state WHERE key = ?1");
+  q.Bind(1, key);
+  if (q.Step() != SQLITE_ROW) return std::nullopt;
+  return q.Text(0);
+}
+
+Status Registry::SetValue(const std::string& key, const std::string& value) {
+  Stmt q(db_, "INSERT INTO state (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = ?2");
+  q.Bind(1, key).Bind(2, value);
+  if (q.Step() != SQLITE_DONE) return q.Error("set " + key);
   return Status::Ok();
 }
 

@@ -94,6 +94,9 @@ class Registry {
   // schedule (Unix seconds).
   std::optional<int64_t> LastSlot(int64_t schedule);
   Status SetLastSlot(int64_t schedule, int64_t slot);
+  // Small named values that must survive restarts (the scrub's position).
+  std::optional<std::string> Value(const std::string& key);
+  Status SetValue(const std::string& key, const std::string& value);
 
  private:
   explicit Registry(sqlite3* db) : db_(db) {}

@@ -17,6 +17,7 @@
 #include <unordered_set>
 
 #include "appliance/job_state.h"
+#include "appliance/local_job.h"
 #include "appliance/registry.h"
 #include "appliance/restore_job.h"
 #include "base/bytes.h"
@@ -99,6 +100,8 @@ struct Job {
   // agent must walk again (WELCOME action "restart").
   bool needs_restart = false;
   std::unique_ptr<RestoreJob> restore;  // kind "restore" (appliance/restore_job.h)
+  std::unique_ptr<LocalJob> local;      // kinds "verify" and "drill": run by custosd itself
+  std::string scrub_part;               // verify: "n/m"
 };
 
 JobState StateOf(const Job& j) {
@@ -227,13 +230,15 @@ struct Server::Impl {
     Impl& d;
     explicit SchedRunner(Impl& impl) : d(impl) {}
     Result<std::string> Start(const scheduler::RunSpec& run) override {
+      if (run.job == "verify" || run.job == "drill") return d.StartLocal(run);
       json req = {{"agent", run.agent}, {"paths", run.paths}, {"schedule", run.schedule},
                   {"slot", scheduler::FormatUtc(run.slot)}, {"catch_up", run.catch_up}, {"attempt", run.attempt}};
       json reply = d.StartBackup(req);
       if (reply.value("ok", false)) return reply["job"].get<std::string>();
       std::string code = reply.value("code", "");
       std::string error = reply.value("error", std::string("refused"));
-      if (code == "not-connected" || code == "busy") return UnavailableError(error);
+      if (code == "busy") return BusyError(error);
+      if (code == "not-connected") return UnavailableError(error);
       return InvalidArgumentError(error);
     }
     std::string State(const std::string& job, std::string* error) override {
@@ -307,6 +312,67 @@ struct Server::Impl {
     }
   }
 
+  // A verify or drill job, on custosd's own repository; one at a time.
+  Result<std::string> StartLocal(const scheduler::RunSpec& run) {
+    for (const auto& [jid, other] : jobs) {
+      if (other.local) return BusyError("the appliance is busy with job " + jid);
+    }
+    Job j;
+    uint8_t rnd[6];
+    RandomBytes(rnd, sizeof rnd);
+    j.rec.id = "j-" + ToHex(ByteView(rnd, sizeof rnd));
+    j.rec.kind = run.job;
+    j.rec.state = "running";
+    j.rec.started = NowS();
+    json params = {{"schedule", run.schedule}, {"slot", scheduler::FormatUtc(run.slot)}, {"catch_up", run.catch_up},
+                   {"attempt", run.attempt}};
+    if (run.job == "verify") {
+      // The rolling scrub's position survives restarts; a new number of
+      // parts starts it again at 1.
+      uint32_t m = uint32_t(run.scrub_parts), n = 1;
+      if (auto pos = reg->Value("scrub.next")) {
+        unsigned a = 0, b = 0;
+        if (std::sscanf(pos->c_str(), "%u/%u", &a, &b) == 2 && b == m && a >= 1 && a <= m) n = a;
+      }
+      j.rec.agent = "appliance";
+      j.scrub_part = std::to_string(n) + "/" + std::to_string(m);
+      params["part"] = j.scrub_part;
+      j.local = LocalJob::StartVerify(*repo, n, m);
+    } else {
+      j.rec.agent = run.agent;
+      params["sample"] = run.drill_sample;
+      Status flushed = repo->Flush();  // what arrived so far is readable
+      if (flushed.ok()) flushed = MakeDirs(opts.data_dir + "/drills", 0700);
+      if (!flushed.ok()) return flushed;
+      j.local = LocalJob::StartDrill(*repo, run.agent, run.drill_sample, opts.data_dir + "/drills");
+    }
+    j.rec.params = params.dump();
+    SaveJob(j);
+    Log("job " + j.rec.id + ": " + run.job + (run.job == "verify" ? " (scrub part " + j.scrub_part + ")" : " of " + run.agent) +
+        " started");
+    std::string jid = j.rec.id;
+    jobs.emplace(jid, std::move(j));
+    return jid;
+  }
+
+  void PollLocalJobs() {
+    for (auto it = jobs.begin(); it != jobs.end();) {
+      Job& j = (it++)->second;  // EndJob erases it
+      if (!j.local || !j.local->finished()) continue;
+      const LocalOutcome& o = j.local->outcome();
+      j.rec.files = o.files;
+      j.rec.bytes = o.bytes;
+      j.rec.report = o.report;
+      if (j.rec.kind == "verify" && o.completed) {
+        unsigned n = 0, m = 0;
+        std::sscanf(j.scrub_part.c_str(), "%u/%u", &n, &m);
+        Status st = reg->SetValue("scrub.next", std::to_string(n % m + 1) + "/" + std::to_string(m));
+        if (!st.ok()) Log(st.ToString());
+      }
+      EndJob(j, o.state, o.error);
+    }
+  }
+
   json ScheduleJson(const scheduler::Schedule& sc) const {
     auto next = sched ? sched->NextRun(sc.id) : std::nullopt;
     auto last = reg->LastSlot(sc.id);
@@ -318,6 +384,8 @@ struct Server::Impl {
                 {"jitter_s", sc.jitter_s},
                 {"job", sc.job},
                 {"retries", sc.max_retries},
+                {"scrub_parts", sc.scrub_parts},
+                {"drill_sample", sc.drill_sample},
                 {"source", sc.id < 0 ? "config" : "cli"},
                 {"next_run", next ? scheduler::FormatUtc(*next) : ""},
                 {"last_slot", last ? scheduler::FormatUtc(scheduler::Seconds{std::chrono::seconds(*last)}) : ""}};
@@ -350,6 +418,8 @@ struct Server::Impl {
       sc.jitter_s = req.value("jitter_s", 0);
       sc.job = req.value("job", std::string("backup"));
       sc.max_retries = req.value("retries", 3);
+      sc.scrub_parts = req.value("scrub_parts", 30);
+      sc.drill_sample = req.value("drill_sample", uint64_t(1000));
     } catch (const json::exception& e) {
       return json{{"ok", false}, {"error", std::string("schedule-add: ") + e.what()}};
     }
@@ -441,7 +511,7 @@ struct Server::Impl {
     for (const auto& v : hello.header["resume"]) asked.insert(v.get<std::string>());
     for (auto it = jobs.begin(); it != jobs.end();) {
       Job& j = (it++)->second;  // EndJob erases it
-      if (j.rec.agent == p.agent && !asked.count(j.rec.id)) {
+      if (j.rec.agent == p.agent && !j.local && !asked.count(j.rec.id)) {
         EndJob(j, "failed", "the agent restarted and no longer runs the job");
       }
     }
@@ -711,7 +781,7 @@ struct Server::Impl {
       return json{{"ok", false}, {"error", "agent " + agent + " is not connected"}, {"code", "not-connected"}};
     }
     for (const auto& [jid, j] : jobs) {
-      if (j.rec.agent == agent) {
+      if (j.rec.agent == agent && !j.local) {  // a drill reads the repository, not the agent
         return json{{"ok", false}, {"error", "agent " + agent + " is busy with job " + jid}, {"code", "busy"}};
       }
     }
@@ -1218,6 +1288,7 @@ Status Server::Run() {
       }
     }
     s.ExpireDetachedJobs();
+    s.PollLocalJobs();
     s.sched->Tick(scheduler::Now());
   }
   s.SaveJobsForResume();

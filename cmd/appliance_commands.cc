@@ -315,7 +315,17 @@ passed while the appliance was off are caught up once at start-up; the
 earlier ones are recorded as missed. One job per agent at a time. See
 'custos jobs --failed'.
 
+Jobs: backup (of --paths on --agent's server); verify, the rolling scrub of
+the appliance's repository: each run reads one of --parts parts of the packs
+(every byte hashed and decrypted), so --parts nights read everything once, and
+the position survives restarts; damage fails the job with the problems named;
+drill, a restore drill of --agent's newest snapshot (--sample files restored
+into scratch space under the data directory and verified; the signed drill
+report is kept: custos reports list).
+
   custos schedule add --agent db01 --paths /srv,/etc --calendar 'daily 02:00'
+  custos schedule add --job verify --calendar 'daily 05:00' --parts 30
+  custos schedule add --job drill --agent db01 --calendar 'weekly sun 06:00'
   custos schedule list
   custos schedule remove 3
 
@@ -325,19 +335,23 @@ calendar, zone or path; 13 when no custosd answers.)");
   auto* sadd = schedule->add_subcommand("add", "Add a schedule");
   static std::string s_agent, s_calendar, s_zone, s_job = "backup";
   static std::vector<std::string> s_paths;
-  static int s_jitter = 0, s_retries = 3;
-  sadd->add_option("--agent", s_agent, "The agent whose server is backed up")->required();
-  sadd->add_option("--paths", s_paths, "Absolute paths on that server, comma-separated")->required()->delimiter(',');
+  static int s_jitter = 0, s_retries = 3, s_parts = 30;
+  static uint64_t s_sample = 1000;
+  sadd->add_option("--agent", s_agent, "backup, drill: the agent (its server, its snapshots)");
+  sadd->add_option("--paths", s_paths, "backup: absolute paths on that server, comma-separated")->delimiter(',');
+  sadd->add_option("--parts", s_parts, "verify: read 1/N of the packs per run (default 30)")->check(CLI::Range(1, 10000));
+  sadd->add_option("--sample", s_sample, "drill: files restored per drill, 0 for all (default 1000)");
   sadd->add_option("--calendar", s_calendar, "When: cron fields or daily HH:MM etc. (see above)")->required();
   sadd->add_option("--timezone", s_zone, "IANA time zone of the calendar");
   sadd->add_option("--jitter", s_jitter, "Start within this many seconds after the time (default 0)")
       ->check(CLI::Range(0, 6 * 3600));
-  sadd->add_option("--job", s_job, "What to run: backup (prune, verify, drill: not yet)");
+  sadd->add_option("--job", s_job, "What to run: backup (default), verify (rolling scrub), drill");
   sadd->add_option("--retries", s_retries, "Retries of a failed job before the next slot (default 3)")
       ->check(CLI::Range(0, 20));
   sadd->callback([&] {
     json req = {{"cmd", "schedule-add"}, {"agent", s_agent},     {"paths", s_paths},     {"calendar", s_calendar},
-                {"timezone", s_zone},    {"jitter_s", s_jitter}, {"job", s_job},         {"retries", s_retries}};
+                {"timezone", s_zone},    {"jitter_s", s_jitter}, {"job", s_job},         {"retries", s_retries},
+                {"scrub_parts", s_parts}, {"drill_sample", s_sample}};
     auto reply = appliance::ControlRequest(DataDir(g), req.dump());
     if (reply.ok()) {
       json r = json::parse(*reply, nullptr, false);

@@ -56,6 +56,17 @@ CONFIG (TOML; every key optional, flags override):
                            # daily HH:MM, weekly DAY HH:MM, monthly DAY HH:MM
   jitter_s = 900           # start within 15 minutes of the time (fixed per night)
   retries = 3              # a failed job is retried with backoff before the next slot
+
+  [[schedule]]             # the rolling scrub: 1/30 of the packs read each night
+  job = "verify"
+  calendar = "daily 05:00"
+  scrub_parts = 30
+
+  [[schedule]]             # a weekly restore drill of db01's newest snapshot
+  job = "drill"
+  agent = "db01"
+  calendar = "weekly sun 06:00"
+  drill_sample = 1000      # files restored and verified (0: all)
   repository = "/srv/custos/repository"      # default: DATA_DIR/repository
   password_file = "/etc/custos/repository.pass"  # default: DATA_DIR/repository.pass
 
@@ -115,6 +126,8 @@ SIGINT and SIGTERM stop it cleanly. Exit codes: 0 stopped, 1 error,
             else if (key == "job" && v.is_string()) sc.job = *v.value<std::string>();
             else if (key == "jitter_s" && v.is_integer()) sc.jitter_s = int(*v.value<int64_t>());
             else if (key == "retries" && v.is_integer()) sc.max_retries = int(*v.value<int64_t>());
+            else if (key == "scrub_parts" && v.is_integer()) sc.scrub_parts = int(*v.value<int64_t>());
+            else if (key == "drill_sample" && v.is_integer()) sc.drill_sample = uint64_t(*v.value<int64_t>());
             else if (key == "paths" && v.is_array()) {
               for (auto&& p : *v.as_array()) {
                 if (p.is_string()) sc.paths.push_back(*p.value<std::string>());

@@ -45,12 +45,19 @@ struct Schedule {
   std::string calendar = "daily 02:00";
   std::string zone = "UTC";
   int jitter_s = 0;
-  std::string job = "backup";  // the only kind built so far
+  // "backup" (agent, paths), "verify" (the rolling scrub of the appliance's
+  // repository: one of `scrub_parts` parts of the packs per run; no agent),
+  // "drill" (a restore drill of `agent`'s newest snapshot, `drill_sample`
+  // files, 0 = all).
+  std::string job = "backup";
   int max_retries = 3;
+  int scrub_parts = 30;
+  uint64_t drill_sample = 1000;
 };
 
 // Checks a schedule as `custos schedule add` gets it: calendar and zone
-// parse, agent and paths given, known job kind, sane numbers.
+// parse, a known job kind with what it needs (backup: agent and absolute
+// paths; drill: agent; verify: neither), sane numbers.
 Status ValidateSchedule(const Schedule& s);
 
 // One run of a slot, as handed to the Runner.
@@ -58,6 +65,8 @@ struct RunSpec {
   int64_t schedule = 0;
   std::string agent, job;
   std::vector<std::string> paths;
+  int scrub_parts = 30;
+  uint64_t drill_sample = 0;
   Seconds slot{};
   bool catch_up = false;  // run at start-up for a slot missed while the appliance was off
   int attempt = 0;        // 0 first, then retries
@@ -66,8 +75,9 @@ struct RunSpec {
 class Runner {
  public:
   virtual ~Runner() = default;
-  // Starts a job; its ID. Unavailable: the agent is offline or busy (the
-  // slot is tried again later); any other error fails the attempt.
+  // Starts a job; its ID. Busy: the agent or the appliance runs another
+  // job (tried again at the next tick); Unavailable: the agent is offline
+  // (retried with backoff); any other error fails the attempt.
   virtual Result<std::string> Start(const RunSpec& run) = 0;
   // A started job's state: "running", "ok", "partial" or "failed" (then
   // `*error` says why).

@@ -57,7 +57,11 @@ TEST_CASE("schedules: add, list, remove; a scheduled backup runs by itself; catc
   REQUIRE(bad.exit_code == 2);
   bad = Cli(a.data, "schedule add --agent db01 --paths " + Q(src) + " --calendar 'daily 02:00' --job prune");
   REQUIRE(bad.exit_code == 2);
-  REQUIRE(Contains(bad.err, "not supported yet"));
+  REQUIRE(Contains(bad.err, "not supported"));
+  bad = Cli(a.data, "schedule add --job verify --agent db01 --calendar 'daily 02:00'");
+  REQUIRE(bad.exit_code == 2);
+  bad = Cli(a.data, "schedule add --job drill --calendar 'daily 02:00'");
+  REQUIRE(bad.exit_code == 2);
 
   RunResult add = Cli(a.data, "--json schedule add --agent db01 --paths " + Q(src) +
                                   " --calendar '* * * * *' --timezone Asia/Ho_Chi_Minh");
@@ -67,8 +71,16 @@ TEST_CASE("schedules: add, list, remove; a scheduled backup runs by itself; catc
   int64_t id = sc["id"];
   REQUIRE(sc["timezone"] == "Asia/Ho_Chi_Minh");
   REQUIRE(sc["next_run"].get<std::string>().size() == 20);
+  // The rolling scrub in two parts, and a drill of db01's newest snapshot
+  // (it waits for db01's backup of the same minute: one job per agent).
+  RunResult verify = Cli(a.data, "--json schedule add --job verify --calendar '* * * * *' --parts 2");
+  INFO(verify.err);
+  REQUIRE(verify.exit_code == 0);
+  RunResult drill = Cli(a.data, "--json schedule add --job drill --agent db01 --calendar '* * * * *' --sample 0");
+  INFO(drill.err);
+  REQUIRE(drill.exit_code == 0);
   json list = json::parse(Cli(a.data, "--json schedule list").out);
-  REQUIRE(list.size() == 1);
+  REQUIRE(list.size() == 3);
   REQUIRE(list[0]["calendar"] == "* * * * *");
 
   // Within a minute (and a bit) the backup runs, started by the schedule.
@@ -82,7 +94,27 @@ TEST_CASE("schedules: add, list, remove; a scheduled backup runs by itself; catc
   INFO(Slurp(a.daemon->err));
   REQUIRE(ran);
   REQUIRE(json::parse(a.Repo("--json snapshots").out).size() >= 1);
+  // The scrub read part 1 of 2 (the next run reads part 2); the drill
+  // restored db01's snapshot and its signed report is in the repository.
+  json scrub, drilled;
+  bool local_ran = Within(80, [&] {
+    for (const auto& j : Jobs(a)) {
+      if (j["kind"] == "verify" && j["state"] == "ok" && j["params"]["part"] == "1/2") scrub = j;
+      if (j["kind"] == "drill" && j["state"] == "ok") drilled = j;
+    }
+    return !scrub.is_null() && !drilled.is_null();
+  });
+  INFO(Slurp(a.daemon->err));
+  REQUIRE(local_ran);
+  REQUIRE(drilled["agent"] == "db01");
+  REQUIRE(drilled["report"].get<std::string>().size() == 64);
+  RunResult reports = a.Repo("--json reports list");
+  REQUIRE(reports.exit_code == 0);
+  REQUIRE(Contains(reports.out, drilled["report"].get<std::string>()));
   REQUIRE(Jobs(a, "--failed").empty());
+  for (const auto& sc : json::parse(Cli(a.data, "--json schedule list").out)) {
+    if (sc["job"] != "backup") REQUIRE(Cli(a.data, "schedule remove " + std::to_string(sc["id"].get<int64_t>())).exit_code == 0);
+  }
 
   // Downtime: custosd stops, and its memory says the last slot handled was
   // 5 minutes ago. At start-up the latest missed slot is caught up once,
