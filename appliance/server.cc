@@ -400,6 +400,21 @@ struct Server::Impl {
       for (const auto& sc : *added) out.push_back(ScheduleJson(sc));
       return json{{"ok", true}, {"schedules", out}};
     }
+    if (cmd == "schedule-run") {
+      int64_t id = req.value("id", int64_t(0));
+      size_t before = jobs.size();
+      Status st = sched->RunNow(id, scheduler::Now());
+      if (!st.ok()) return json{{"ok", false}, {"error", st.message()}};
+      // The newest job, if the slot started at once (else it waits: see custos jobs).
+      std::string started;
+      if (jobs.size() > before) {
+        for (const auto& [jid, j] : jobs) {
+          json params = json::parse(j.rec.params, nullptr, false);
+          if (params.is_object() && params.value("schedule", int64_t(0)) == id) started = jid;
+        }
+      }
+      return json{{"ok", true}, {"job", started}};
+    }
     if (cmd == "schedule-remove") {
       Status st = reg->RemoveSchedule(req.value("id", int64_t(0)));
       if (st.ok()) st = LoadSchedules();
@@ -1152,7 +1167,7 @@ struct Server::Impl {
       }
       return json{{"ok", false}, {"error", "no job " + jid}};
     }
-    if (cmd == "schedule-add" || cmd == "schedule-list" || cmd == "schedule-remove") {
+    if (cmd == "schedule-add" || cmd == "schedule-list" || cmd == "schedule-remove" || cmd == "schedule-run") {
       return HandleScheduleRequest(cmd, req);
     }
     if (cmd == "jobs") {

@@ -327,6 +327,7 @@ report is kept: custos reports list).
   custos schedule add --job verify --calendar 'daily 05:00' --parts 30
   custos schedule add --job drill --agent db01 --calendar 'weekly sun 06:00'
   custos schedule list
+  custos schedule run 3        run it now (exit 0 ok, 3 partial, 1 failed)
   custos schedule remove 3
 
 Schedules can also be written in custosd's config ([[schedule]] tables; shown
@@ -388,6 +389,33 @@ calendar, zone or path; 13 when no custosd answers.)");
                   sc.value("agent", "").c_str(), sc.value("calendar", "").c_str(), sc.value("timezone", "").c_str(),
                   sc.value("next_run", "").c_str(), EscapeForDisplay(paths).c_str());
     }
+  });
+  auto* srun = schedule->add_subcommand("run", "Run a schedule's job now (an extra slot), and wait for it");
+  static int64_t s_run_id = 0;
+  static bool s_run_detach = false;
+  srun->add_option("ID", s_run_id, "The schedule's ID (custos schedule list)")->required();
+  srun->add_flag("--no-wait", s_run_detach, "Start it and return");
+  srun->callback([&] {
+    auto j = Control(g, json{{"cmd", "schedule-run"}, {"id", s_run_id}}, rc);
+    if (!j) return;
+    std::string job = j->value("job", "");
+    if (job.empty()) {
+      if (!g.quiet && !g.json) std::printf("schedule %lld: slot queued (its agent is busy or offline: see custos jobs)\n", (long long)s_run_id);
+      if (g.json) std::cout << j->dump() << "\n";
+      return;
+    }
+    if (!g.quiet && !g.json) std::fprintf(stderr, "job %s started\n", job.c_str());
+    if (s_run_detach) {
+      if (g.json) std::cout << j->dump() << "\n";
+      return;
+    }
+    auto done = WaitForJob(g, job, rc);
+    if (!done) return;
+    std::string state = done->value("state", "");
+    if (g.json) std::cout << done->dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
+    else if (!g.quiet) std::printf("job %s %s%s\n", job.c_str(), state.c_str(),
+                                   done->value("error", "").empty() ? "" : (": " + done->value("error", "")).c_str());
+    rc = state == "ok" ? 0 : state == "partial" ? kExitPartial : kExitError;
   });
   auto* sremove = schedule->add_subcommand("remove", "Remove a schedule added with 'schedule add'");
   static int64_t s_remove_id = 0;

@@ -237,6 +237,16 @@ void Scheduler::Tick(Seconds now) {
   for (auto& [id, st] : states_) Handle(*st, now);
 }
 
+Status Scheduler::RunNow(int64_t id, Seconds now) {
+  auto it = states_.find(id);
+  if (it == states_.end()) return NotFoundError("no schedule " + std::to_string(id));
+  State& st = *it->second;
+  if (st.active) return BusyError("schedule " + std::to_string(id) + " is already running a slot");
+  st.Activate(now, now, false);
+  Handle(st, now);
+  return Status::Ok();
+}
+
 std::optional<Seconds> Scheduler::NextRun(int64_t schedule) const {
   auto it = states_.find(schedule);
   if (it == states_.end()) return std::nullopt;

@@ -125,6 +125,11 @@ class Scheduler {
   // Starts, polls and retries; call often (every second or so).
   void Tick(Seconds now);
 
+  // Runs schedule `id` now, as an extra slot at `now` (`custos schedule run`):
+  // NotFound for an unknown schedule, Busy while one of its slots is still
+  // being handled. The calendar's own slots are unchanged.
+  Status RunNow(int64_t id, Seconds now);
+
   // When the schedule's next slot fires (with jitter), for `schedule list`.
   std::optional<Seconds> NextRun(int64_t schedule) const;
 

@@ -183,3 +183,46 @@ jitter_s = 600
     REQUIRE(r.exit_code == 2);
   }
 }
+
+TEST_CASE("schedules: run now; the rolling scrub finds damage and records it in the job history",
+          "[appliance][scheduler]") {
+  test::TempDir work;
+  Appliance a(work.path());
+  auto agent = StartAgent(a, work.path(), "db01");
+  std::string src = work.path() + "/server";
+  REQUIRE(::mkdir(src.c_str(), 0755) == 0);
+  test::WriteBytes(src + "/data.bin", test::RandomBytes(2u << 20, 3));
+  RunResult add = Cli(a.data, "--json schedule add --agent db01 --paths " + Q(src) + " --calendar 'monthly 1 03:00'");
+  REQUIRE(add.exit_code == 0);
+  int64_t backup_id = json::parse(add.out)["id"];
+  RunResult run = Cli(a.data, "schedule run " + std::to_string(backup_id));
+  INFO(run.out << run.err << Slurp(a.daemon->err));
+  REQUIRE(run.exit_code == 0);
+  REQUIRE(Contains(run.out, " ok"));
+  REQUIRE(Cli(a.data, "schedule run 999").exit_code == 1);
+
+  RunResult verify = Cli(a.data, "--json schedule add --job verify --calendar 'monthly 1 04:00' --parts 1");
+  REQUIRE(verify.exit_code == 0);
+  std::string verify_id = std::to_string(json::parse(verify.out)["id"].get<int64_t>());
+  REQUIRE(Cli(a.data, "schedule run " + verify_id).exit_code == 0);  // a clean repository
+
+  // Damage one pack: the next scrub fails, naming it.
+  RunResult pack = test::Run("find " + Q(a.data + "/repository/data") + " -type f | head -1");
+  std::string pack_path = pack.out.substr(0, pack.out.find('\n'));
+  REQUIRE_FALSE(pack_path.empty());
+  ::chmod(pack_path.c_str(), 0600);
+  {
+    std::fstream f(pack_path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(100);
+    f.put('\x5a');
+  }
+  RunResult damaged = Cli(a.data, "schedule run " + verify_id);
+  INFO(damaged.out << damaged.err);
+  REQUIRE(damaged.exit_code == 1);
+  json failed = Jobs(a, "--failed");
+  REQUIRE(failed.size() == 1);
+  REQUIRE(failed[0]["kind"] == "verify");
+  REQUIRE(Contains(failed[0]["error"].get<std::string>(), "DAMAGE"));
+  std::string name = pack_path.substr(pack_path.rfind('/') + 1);
+  REQUIRE(Contains(failed[0]["error"].get<std::string>(), name.substr(0, 8)));
+}
