@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -150,5 +151,18 @@ inline std::unique_ptr<Proc> StartAgent(const Appliance& a, const std::string& d
   REQUIRE(connected);
   return agent;
 }
+
+// A running custosd with one enrolled, running agent and an empty source
+// directory (WORK/server) on "its server".
+struct AgentSite {
+  test::TempDir work;
+  Appliance a;
+  std::unique_ptr<Proc> agent;
+  std::string src;
+  explicit AgentSite(const std::string& name = "db01")
+      : a(work.path()), agent(StartAgent(a, work.path(), name)), src(work.path() + "/server") {
+    REQUIRE(::mkdir(src.c_str(), 0755) == 0);
+  }
+};
 
 }  // namespace custos::appliancetest

@@ -39,11 +39,9 @@ json Jobs(const Appliance& a, const std::string& args = "") {
 
 TEST_CASE("schedules: add, list, remove; a scheduled backup runs by itself; catch-up after downtime",
           "[appliance][scheduler]") {
-  test::TempDir work;
-  Appliance a(work.path());
-  auto agent = StartAgent(a, work.path(), "db01");
-  std::string src = work.path() + "/server";
-  REQUIRE(::mkdir(src.c_str(), 0755) == 0);
+  AgentSite site;
+  Appliance& a = site.a;
+  const std::string& src = site.src;
   test::WriteString(src + "/config", "every minute");
 
   // Bad input: usage errors with the reason.
@@ -186,11 +184,9 @@ jitter_s = 600
 
 TEST_CASE("schedules: run now; the rolling scrub finds damage and records it in the job history",
           "[appliance][scheduler]") {
-  test::TempDir work;
-  Appliance a(work.path());
-  auto agent = StartAgent(a, work.path(), "db01");
-  std::string src = work.path() + "/server";
-  REQUIRE(::mkdir(src.c_str(), 0755) == 0);
+  AgentSite site;
+  Appliance& a = site.a;
+  const std::string& src = site.src;
   test::WriteBytes(src + "/data.bin", test::RandomBytes(2u << 20, 3));
   RunResult add = Cli(a.data, "--json schedule add --agent db01 --paths " + Q(src) + " --calendar 'monthly 1 03:00'");
   REQUIRE(add.exit_code == 0);
