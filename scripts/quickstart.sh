@@ -6,8 +6,9 @@
 #   2. enrols a local agent with a one-time token and runs it,
 #   3. backs up a sample directory (the project's doc/, or $CUSTOS_SAMPLE)
 #      through the agent, twice (the second run sends nothing new),
-#   4. restores the latest snapshot from the appliance's repository into a
-#      scratch directory, every file verified against its SHA-256, and
+#   4. restores the latest snapshot through the agent into a scratch
+#      directory (custos restore --agent: every file verified against its
+#      SHA-256 on the agent, the signed report kept on the appliance), and
 #      compares it with the source,
 #   5. prints the appliance's status, checks every byte of the repository,
 #      and stops the agent and the daemon.
@@ -94,10 +95,13 @@ step "custos snapshots (the appliance's repository)"
 "$CUSTOS" "${REPO[@]}" snapshots
 
 RESTORED=$(mktemp -d "${TMPDIR:-/tmp}/custos-quickstart-restore.XXXXXX")
-step "custos restore latest into $RESTORED (every file verified against its SHA-256)"
-"$CUSTOS" "${REPO[@]}" restore latest --host demo --target "$RESTORED"
+step "custos restore latest --agent demo --target $RESTORED (every file verified on the agent)"
+"$CUSTOS" restore latest --agent demo --target "$RESTORED"
 diff -r "$SAMPLE" "$RESTORED$SAMPLE" && echo "restored tree is identical to $SAMPLE"
 rm -rf "$RESTORED"
+
+step "custos reports list (the signed restore report, kept on the appliance)"
+"$CUSTOS" "${REPO[@]}" reports list
 
 step "custos status"
 "$CUSTOS" status
