@@ -84,17 +84,18 @@ inline RunResult Cli(const std::string& data, const std::string& args) {
 struct Appliance {
   std::string dir, data, endpoint;
   int heartbeat_ms, resume_window_s;
+  std::string config;  // custosd --config FILE, if set
   std::unique_ptr<Proc> daemon;
   int starts = 0;
-  Appliance(const std::string& dir_, int heartbeat = 300, int resume_window = 600)
-      : dir(dir_), data(dir_ + "/appliance"), heartbeat_ms(heartbeat), resume_window_s(resume_window) {
+  Appliance(const std::string& dir_, int heartbeat = 300, int resume_window = 600, const std::string& config_ = "")
+      : dir(dir_), data(dir_ + "/appliance"), heartbeat_ms(heartbeat), resume_window_s(resume_window), config(config_) {
     Start("tcp://127.0.0.1:0");
   }
   void Start(const std::string& listen) {
     std::string tag = "custosd" + (starts++ ? std::to_string(starts) : std::string());
     daemon = std::make_unique<Proc>(kBin + "/custosd --data-dir " + Q(data) + " --listen " + listen +
                                         " --heartbeat-ms " + std::to_string(heartbeat_ms) + " --resume-window " +
-                                        std::to_string(resume_window_s),
+                                        std::to_string(resume_window_s) + (config.empty() ? "" : " --config " + Q(config)),
                                     dir, tag);
     bool up = false;
     for (int i = 0; i < 400 && !up; ++i) {  // up to 20 s (the port may be slow to free)
