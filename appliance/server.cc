@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <future>
 #include <map>
 #include <set>
 #include <unordered_set>
@@ -284,6 +285,83 @@ struct Server::Impl {
       if (!st.ok()) Log(st.ToString());
     }
   };
+  // Alerts go out from the Alerter's thread; `alert-test` runs on its own
+  // thread and its control reply waits (the REP socket is not read meanwhile).
+  std::unique_ptr<scheduler::Alerter> alerter;
+  std::future<json> alert_test;
+
+  void PostAlert(scheduler::AlertKind kind, const std::string& agent, const std::string& job,
+                 const std::string& summary, const std::string& detail) {
+    if (!alerter) return;
+    scheduler::Alert a;
+    a.kind = kind;
+    a.agent = agent;
+    a.job = job;
+    a.summary = summary;
+    a.detail = detail;
+    a.endpoint = bound;
+    alerter->Post(std::move(a));
+  }
+
+  // The one place a job's failure becomes an alert (design D37): every job
+  // that ran ends here, whether started by hand, by a schedule (each failed
+  // attempt: a retry that then succeeds is still worth knowing), or
+  // adopted after a restart; the scheduler's kFailed for such a job is the
+  // same failure and sends nothing.
+  void AlertJobEnd(const JobRecord& r) {
+    if (r.state != "failed" && r.state != "partial") return;
+    bool failed = r.state == "failed";
+    std::string summary = r.kind + " of " + r.agent + (failed ? " failed" : " is partial") +
+                          (r.error.empty() ? (failed ? "" : ": some items could not be read") : ": " + r.error);
+    std::string detail = "Job " + r.id + " (" + r.kind + " on agent " + r.agent + ") ended " + r.state + ".\n";
+    auto at = [](int64_t t) { return scheduler::FormatUtc(scheduler::Seconds{std::chrono::seconds(t)}); };
+    detail += "Started: " + at(r.started) + "\nEnded:   " + at(r.ended ? r.ended : NowS()) + "\n";
+    json params = json::parse(r.params, nullptr, false);
+    if (params.is_object()) {
+      if (params["paths"].is_array()) {
+        std::string paths;
+        for (const auto& p : params["paths"]) {
+          if (p.is_string()) paths += (paths.empty() ? "" : ", ") + p.get<std::string>();
+        }
+        detail += "Paths:   " + paths + "\n";
+      }
+      if (params.contains("schedule")) {
+        detail += "Schedule " + params["schedule"].dump() + ", slot " + params.value("slot", std::string()) +
+                  ", attempt " + std::to_string(params.value("attempt", 0) + 1) + "\n";
+      }
+    }
+    if (!r.snapshot.empty()) detail += "Snapshot: " + r.snapshot + "\n";
+    detail += "Files: " + std::to_string(r.files) + ", bytes: " + std::to_string(r.bytes) + "\n";
+    if (!r.error.empty()) detail += "Error:   " + r.error + "\n";
+    detail += "\nSee: custos jobs --agent " + r.agent;
+    // A scrub that found damage and a drill that failed have their own kinds.
+    scheduler::AlertKind kind = failed ? scheduler::AlertKind::kJobFailed : scheduler::AlertKind::kJobPartial;
+    if (failed && r.kind == "verify" && r.error.find("DAMAGE") != std::string::npos) {
+      kind = scheduler::AlertKind::kScrubDamage;
+    }
+    if (failed && r.kind == "drill") kind = scheduler::AlertKind::kDrillFailed;
+    PostAlert(kind, r.agent, r.id, summary, detail);
+  }
+
+  // `alert-test`: a test alert through every configured channel, one try
+  // each, reported per channel.
+  json AlertTest() {
+    scheduler::AlertConfig c = alerter ? alerter->config() : opts.alerts;
+    scheduler::Alert a;
+    a.kind = scheduler::AlertKind::kTest;
+    a.summary = "test alert from custosd (custos alerts test)";
+    a.detail = "If you read this, alerts from this appliance reach you.";
+    a.endpoint = bound;
+    scheduler::DeliveryPolicy once;
+    once.tries = 1;
+    json channels = json::array();
+    for (const auto& r : scheduler::Deliver(c, a, once)) {
+      channels.push_back(json{{"channel", r.channel}, {"ok", r.status.ok()}, {"error", r.status.ok() ? "" : r.status.message()}});
+      Log("alert-test: " + r.channel + (r.status.ok() ? " delivered" : " failed: " + r.status.message()));
+    }
+    return json{{"ok", true}, {"channels", channels}};
+  }
+
   SchedRunner sched_runner{*this};
   SchedStore sched_store{*this};
   std::unique_ptr<scheduler::Scheduler> sched;
@@ -306,9 +384,26 @@ struct Server::Impl {
             (e.attempt ? ", attempt " + std::to_string(e.attempt + 1) : ""));
         break;
       case scheduler::Event::kRetry: Log(what + e.detail); break;
-      case scheduler::Event::kMissed: Log(what + "MISSED: " + e.detail); break;
+      case scheduler::Event::kMissed:
+        Log(what + "MISSED: " + e.detail);
+        PostAlert(scheduler::AlertKind::kSlotMissed, e.agent, "",
+                  "scheduled backup of " + e.agent + " missed its slot " + scheduler::FormatUtc(e.slot) + ": " + e.detail,
+                  "Schedule " + std::to_string(e.schedule) + ", slot " + scheduler::FormatUtc(e.slot) +
+                      " did not run: " + e.detail + ".\n\nSee: custos jobs --failed --agent " + e.agent);
+        break;
       case scheduler::Event::kFinished: Log(what + "job " + e.job + " " + e.detail); break;
-      case scheduler::Event::kFailed: Log(what + "job " + e.job + " FAILED: " + e.detail); break;
+      case scheduler::Event::kFailed:
+        Log(what + "job " + e.job + " FAILED: " + e.detail);
+        // A job that ran has had its alert from EndJob; here only a slot
+        // whose job could never be started (refused after its retries).
+        if (e.job.empty()) {
+          PostAlert(scheduler::AlertKind::kJobFailed, e.agent, "",
+                    "scheduled backup of " + e.agent + " could not start: " + e.detail,
+                    "Schedule " + std::to_string(e.schedule) + ", slot " + scheduler::FormatUtc(e.slot) +
+                        ": the job was refused after " + std::to_string(e.attempt + 1) + " attempt(s): " + e.detail +
+                        ".\n\nSee: custos jobs --failed --agent " + e.agent);
+        }
+        break;
     }
   }
 
@@ -467,6 +562,7 @@ struct Server::Impl {
     ::unlink(ResumePath(opts.data_dir, j.rec.id).c_str());
     if (state == "failed") KeepSentBlobs(j);
     else if (j.rec.kind == "backup") ::unlink(SentPath(opts.data_dir, j.rec.agent).c_str());
+    AlertJobEnd(j.rec);
     jobs.erase(j.rec.id);
   }
 
@@ -1200,10 +1296,26 @@ struct Server::Impl {
   }
 
   void HandleControl() {
+    if (alert_test.valid()) return;  // the REP socket owes its reply first
     zmq::message_t req;
     if (!control.recv(req, zmq::recv_flags::dontwait)) return;
-    json reply = HandleControlRequest(req.to_string());
+    json parsed = json::parse(req.to_string(), nullptr, false);
+    if (parsed.is_object() && parsed.value("cmd", "") == "alert-test") {
+      alert_test = std::async(std::launch::async, [this] { return AlertTest(); });
+      return;
+    }
+    ReplyControl(HandleControlRequest(req.to_string()));
+  }
+
+  void ReplyControl(const json& reply) {
     control.send(zmq::buffer(reply.dump(-1, ' ', false, json::error_handler_t::replace)), zmq::send_flags::none);
+  }
+
+  // The reply to a finished `alert-test`.
+  void FinishAlertTest() {
+    if (alert_test.valid() && alert_test.wait_for(std::chrono::seconds(0)) == std::future_status::ready) {
+      ReplyControl(alert_test.get());
+    }
   }
 };
 
@@ -1251,6 +1363,9 @@ Result<std::unique_ptr<Server>> Server::Start(const ServerOptions& options) {
       impl->sched_runner, impl->sched_store, [raw](const scheduler::Event& e) { raw->OnSchedulerEvent(e); },
       options.per_agent_jobs, std::chrono::seconds(20));  // agents reconnect within a few seconds of a restart
   RETURN_IF_ERROR(impl->LoadSchedules().Annotate("schedules"));
+  if (options.alerts.any()) {
+    impl->alerter = std::make_unique<scheduler::Alerter>(options.alerts, [](const std::string& line) { Log(line); });
+  }
   try {
     impl->zap.bind("inproc://zeromq.zap.01");
     impl->router.set(zmq::sockopt::curve_server, 1);
@@ -1278,12 +1393,14 @@ Status Server::Run() {
   while (!stop_.load()) {
     zmq::pollitem_t items[] = {{s.zap.handle(), 0, ZMQ_POLLIN, 0},
                                {s.router.handle(), 0, ZMQ_POLLIN, 0},
-                               {s.control.handle(), 0, ZMQ_POLLIN, 0}};
+                               // not read while an alert-test reply is owed
+                               {s.control.handle(), 0, short(s.alert_test.valid() ? 0 : ZMQ_POLLIN), 0}};
     try {
       zmq::poll(items, 3, std::chrono::milliseconds(200));
       if (items[0].revents & ZMQ_POLLIN) s.HandleZap();
       if (items[1].revents & ZMQ_POLLIN) s.HandleAgent();
       if (items[2].revents & ZMQ_POLLIN) s.HandleControl();
+      s.FinishAlertTest();
     } catch (const zmq::error_t& e) {
       if (e.num() == EINTR) continue;
       return IOError(std::string("zmq: ") + e.what());
@@ -1307,6 +1424,9 @@ Status Server::Run() {
     s.sched->Tick(scheduler::Now());
   }
   s.SaveJobsForResume();
+  if (s.alert_test.valid()) s.ReplyControl(s.alert_test.get());
+  // Alerts still queued get a few seconds (a systemd stop waits 90 s in all).
+  if (s.alerter) s.alerter->Stop(std::chrono::seconds(10));
   ::unlink((s.opts.data_dir + "/control.sock").c_str());
   Log("stopped");
   return Status::Ok();

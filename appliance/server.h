@@ -4,6 +4,11 @@
 // numbers, heartbeats, error replies) and the control socket through which
 // the local CLI manages agents and reads status.
 //
+// Alerts (scheduler/alerts.h): a job that ends failed or partial, a
+// scheduled slot that is missed or whose job never started, go to the
+// configured webhook and mail recipients from a background thread; the
+// control command `alert-test` sends a test alert through each channel.
+//
 // Jobs: `backup` jobs run on an agent (JOB, HAVE/LACK, BLOB, COMMIT; each
 // blob's SHA-256 checked before it is sealed and stored, the snapshot
 // stamped with the agent's enrolled name and the appliance's clock).
@@ -22,6 +27,7 @@
 #include <string>
 
 #include "base/status.h"
+#include "scheduler/alerts.h"
 #include "scheduler/scheduler.h"
 
 namespace custos::appliance {
@@ -47,6 +53,9 @@ struct ServerOptions {
   int per_agent_jobs = 1;  // jobs at once per agent
   // Argon2id cost for a repository created on first start (0: default).
   uint32_t kdf_ops = 0, kdf_mib = 0;
+  // Where alerts go ([alerts] in the config; validated by the caller with
+  // scheduler::ValidateAlertConfig). No channel: no alerts.
+  scheduler::AlertConfig alerts;
 };
 
 // The ID of a schedule from the config: negative, from a hash of what it

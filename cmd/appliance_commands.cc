@@ -427,6 +427,40 @@ calendar, zone or path; 13 when no custosd answers.)");
     if (g.json) std::cout << j->dump() << "\n";
   });
 
+  auto* alerts = app.add_subcommand("alerts", "Check the appliance's alerts (webhook, email)");
+  alerts->require_subcommand(1);
+  alerts->footer(R"(
+custosd sends an alert when a job fails or ends partial, when a scheduled
+slot is missed, and (once they exist) on scrub damage or a failed drill: a
+webhook (HTTP POST of JSON, doc/formats/alerts.md) and/or an email, as its
+config's [alerts] table says (custosd --help).
+
+  custos alerts test      sends a test alert through every configured
+                          channel now and shows each one's outcome
+
+Exit codes: 0 every channel delivered, 1 a channel failed or none is
+configured, 13 no custosd answers.)");
+  auto* atest = alerts->add_subcommand("test", "Send a test alert through every configured channel");
+  atest->callback([&] {
+    // Each channel gets one try of up to [alerts] timeout_s (at most 300 s).
+    auto j = Reply(appliance::ControlRequest(DataDir(g), json{{"cmd", "alert-test"}}.dump(), 2 * 300 * 1000 + 5000), rc);
+    if (!j) return;
+    const json& channels = (*j)["channels"];
+    bool all = !channels.empty();
+    for (const auto& c : channels) all = all && c.value("ok", false);
+    if (g.json) {
+      std::cout << json{{"delivered", all}, {"channels", channels}}.dump() << "\n";
+    } else if (channels.empty()) {
+      PrintError("no alert channel is configured (custosd's config: [alerts] webhook_url or smtp_url)");
+    } else {
+      for (const auto& c : channels) {
+        std::printf("%-8s %s\n", c.value("channel", "").c_str(),
+                    c.value("ok", false) ? "delivered" : ("FAILED: " + EscapeForDisplay(c.value("error", ""))).c_str());
+      }
+    }
+    rc = all ? kExitOk : kExitError;
+  });
+
   auto* status = app.add_subcommand("status", "Show the appliance: agents and running jobs");
   status->footer("\nTalks to custosd (--data-dir or $CUSTOS_DATA_DIR). Exit code 13 when no custosd answers.");
   status->callback([&] {

@@ -7,6 +7,7 @@
 #include <cstdio>
 
 #include "appliance/server.h"
+#include "scheduler/alerts.h"
 #include "scheduler/calendar.h"
 #include "scheduler/scheduler.h"
 #include "base/crypto.h"
@@ -16,6 +17,59 @@
 using namespace custos;
 
 namespace {
+
+// The [alerts] table into `out`; a message naming the key when it is unknown
+// or mistyped (scheduler::ValidateAlertConfig checks the values).
+std::string ParseAlerts(const toml::table& t, scheduler::AlertConfig* out) {
+  auto strings = [](const toml::node& v, std::vector<std::string>* list) {
+    if (v.is_string()) {
+      list->push_back(*v.value<std::string>());
+      return true;
+    }
+    if (!v.is_array()) return false;
+    for (auto&& e : *v.as_array()) {
+      if (!e.is_string()) return false;
+      list->push_back(*e.value<std::string>());
+    }
+    return true;
+  };
+  for (auto&& [k, v] : t) {
+    std::string key(k.str());
+    std::string* str = key == "webhook_url"          ? &out->webhook_url
+                       : key == "webhook_header"     ? &out->webhook_header
+                       : key == "webhook_token_file" ? &out->webhook_token_file
+                       : key == "smtp_url"           ? &out->smtp_url
+                       : key == "smtp_user"          ? &out->smtp_user
+                       : key == "smtp_password_file" ? &out->smtp_password_file
+                       : key == "mail_from"          ? &out->mail_from
+                       : key == "name"               ? &out->appliance_name
+                                                     : nullptr;
+    if (str && v.is_string()) {
+      *str = *v.value<std::string>();
+    } else if (key == "smtp_starttls" && v.is_boolean()) {
+      out->smtp_starttls = *v.value<bool>();
+    } else if (key == "timeout_s" && v.is_integer()) {
+      out->timeout_s = int(std::clamp<int64_t>(*v.value<int64_t>(), 0, 100000));
+    } else if (key == "mail_to") {
+      if (!strings(v, &out->mail_to)) return "mail_to must be an address or an array of them";
+    } else if (key == "on") {
+      std::vector<std::string> kinds;
+      if (!strings(v, &kinds)) return "on must be an array of alert kinds";
+      for (const auto& name : kinds) {
+        auto kind = scheduler::ParseAlertKind(name);
+        if (!kind) {
+          return "on: unknown alert kind '" + name +
+                 "' (job-failed, job-partial, slot-missed, scrub-damage, drill-failed, test)";
+        }
+        out->on.push_back(*kind);
+      }
+      if (out->on.empty()) return "on: name at least one alert kind (or leave the key out: all)";
+    } else {
+      return "unknown or mistyped key '" + key + "'";
+    }
+  }
+  return "";
+}
 
 appliance::Server* g_server = nullptr;
 void OnSignal(int) {
@@ -70,14 +124,32 @@ CONFIG (TOML; every key optional, flags override):
   repository = "/srv/custos/repository"      # default: DATA_DIR/repository
   password_file = "/etc/custos/repository.pass"  # default: DATA_DIR/repository.pass
 
+  [alerts]                 # a failed or partial job, a missed slot (scrub
+                           # damage, failed drills once they exist)
+  webhook_url = "https://hooks.example.org/custos"   # POST of JSON (doc/formats/alerts.md)
+  webhook_token_file = "/etc/custos/webhook.token"   # sends Authorization: Bearer LINE1
+  # webhook_header = "X-Api-Key: ..."                # or any one header
+  smtp_url = "smtp://mail.example.org:587"           # or smtps://HOST:465
+  smtp_starttls = true     # refuse to send if the server offers no STARTTLS
+  smtp_user = "custos"     # with smtp_password_file (its first line)
+  smtp_password_file = "/etc/custos/smtp.pass"
+  mail_from = "custos@example.org"
+  mail_to = ["ops@example.org", "it@example.org"]
+  on = ["job-failed", "job-partial", "slot-missed", "scrub-damage", "drill-failed"]  # default: all these
+  timeout_s = 10           # per attempt; 3 attempts per channel
+  name = "custos-hq"       # the appliance's name in alerts (default: host name)
+  Check it with: custos alerts test
+
 Backups survive restarts: on SIGINT or SIGTERM custosd flushes the repository
 and saves each running backup's state (DATA_DIR/jobs/), and the next custosd
 lets the agents continue where they stopped; after a crash they back up again
 within the same job. A backup whose agent goes silent waits resume_window_s
 (--resume-window) for it to reconnect.
 
-SIGINT and SIGTERM stop it cleanly. Exit codes: 0 stopped, 1 error,
-2 usage, 11 another custosd serves this data directory.)");
+SIGINT and SIGTERM stop it cleanly (alerts still queued get up to 10 s).
+Exit codes: 0 stopped, 1 error, 2 usage or a bad config (an unknown key, a
+bad [alerts] URL or address, an unreadable secret file), 11 another custosd
+serves this data directory.)");
   std::string config, data_dir, listen;
   int heartbeat_ms = 0, resume_window_s = -1;
   app.add_option("-c,--config", config, "TOML config file");
@@ -148,9 +220,20 @@ SIGINT and SIGTERM stop it cleanly. Exit codes: 0 stopped, 1 error,
           o.schedules.push_back(std::move(sc));
         }
       }
+      if (auto* alerts = t["alerts"].as_table()) {
+        std::string bad = ParseAlerts(*alerts, &o.alerts);
+        Status st = bad.empty() ? scheduler::ValidateAlertConfig(o.alerts) : InvalidArgumentError("[alerts] " + bad);
+        if (!st.ok()) {
+          std::fprintf(stderr, "custosd: %s: %s\n", config.c_str(), st.message().c_str());
+          return cli::kExitUsage;
+        }
+      } else if (t.contains("alerts")) {
+        std::fprintf(stderr, "custosd: %s: alerts must be a table ([alerts])\n", config.c_str());
+        return cli::kExitUsage;
+      }
       for (auto&& [k, v] : t) {
         if (k != "data_dir" && k != "listen" && k != "heartbeat_ms" && k != "repository" && k != "password_file" &&
-            k != "resume_window_s" && k != "timezone" && k != "per_agent_jobs" && k != "schedule") {
+            k != "resume_window_s" && k != "timezone" && k != "per_agent_jobs" && k != "schedule" && k != "alerts") {
           std::fprintf(stderr, "custosd: %s: unknown key '%s'\n", config.c_str(), std::string(k.str()).c_str());
           return cli::kExitUsage;
         }

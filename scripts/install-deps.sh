@@ -9,6 +9,7 @@
 #   libraries   libssl-dev libsodium-dev libzstd-dev libarchive-dev libzmq3-dev
 #               cppzmq-dev catch2 libcli11-dev nlohmann-json3-dev libsqlite3-dev
 #               libtomlplusplus-dev libspdlog-dev
+#               libcurl4-openssl-dev (alerts: webhook and SMTP delivery)
 #               libhowardhinnant-date-dev tzdata (scheduler: IANA time zones;
 #               libstdc++ 12 has no std::chrono::tzdb) (see /work/shared/DEPENDENCIES.md)
 #   tests/bench python3-zmq restic borgbackup xxd openssl libarchive-tools (bsdtar)
@@ -19,7 +20,7 @@ PACKAGES=(
   build-essential cmake ninja-build pkg-config
   clang libclang-rt-14-dev
   libssl-dev libsodium-dev libzstd-dev libarchive-dev libzmq3-dev cppzmq-dev
-  catch2 libcli11-dev nlohmann-json3-dev libsqlite3-dev libtomlplusplus-dev libspdlog-dev
+  catch2 libcli11-dev nlohmann-json3-dev libsqlite3-dev libtomlplusplus-dev libspdlog-dev libcurl4-openssl-dev
   libhowardhinnant-date-dev tzdata
   python3-zmq restic borgbackup xxd openssl libarchive-tools unzip
 )

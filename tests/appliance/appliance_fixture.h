@@ -85,17 +85,18 @@ inline RunResult Cli(const std::string& data, const std::string& args) {
 struct Appliance {
   std::string dir, data, endpoint;
   int heartbeat_ms, resume_window_s;
+  std::string config;  // custosd --config FILE, if set
   std::unique_ptr<Proc> daemon;
   int starts = 0;
-  Appliance(const std::string& dir_, int heartbeat = 300, int resume_window = 600)
-      : dir(dir_), data(dir_ + "/appliance"), heartbeat_ms(heartbeat), resume_window_s(resume_window) {
+  Appliance(const std::string& dir_, int heartbeat = 300, int resume_window = 600, const std::string& config_ = "")
+      : dir(dir_), data(dir_ + "/appliance"), heartbeat_ms(heartbeat), resume_window_s(resume_window), config(config_) {
     Start("tcp://127.0.0.1:0");
   }
   void Start(const std::string& listen) {
     std::string tag = "custosd" + (starts++ ? std::to_string(starts) : std::string());
     daemon = std::make_unique<Proc>(kBin + "/custosd --data-dir " + Q(data) + " --listen " + listen +
                                         " --heartbeat-ms " + std::to_string(heartbeat_ms) + " --resume-window " +
-                                        std::to_string(resume_window_s),
+                                        std::to_string(resume_window_s) + (config.empty() ? "" : " --config " + Q(config)),
                                     dir, tag);
     bool up = false;
     for (int i = 0; i < 400 && !up; ++i) {  // up to 20 s (the port may be slow to free)
@@ -159,9 +160,17 @@ struct AgentSite {
   Appliance a;
   std::unique_ptr<Proc> agent;
   std::string src;
-  explicit AgentSite(const std::string& name = "db01")
-      : a(work.path()), agent(StartAgent(a, work.path(), name)), src(work.path() + "/server") {
+  // `config`: custosd's config file text (none when empty).
+  explicit AgentSite(const std::string& name = "db01", const std::string& config = "")
+      : a(work.path(), 300, 600, ConfigFile(work.path(), config)),
+        agent(StartAgent(a, work.path(), name)),
+        src(work.path() + "/server") {
     REQUIRE(::mkdir(src.c_str(), 0755) == 0);
+  }
+  static std::string ConfigFile(const std::string& dir, const std::string& text) {
+    if (text.empty()) return "";
+    std::ofstream(dir + "/custosd.toml") << text;
+    return dir + "/custosd.toml";
   }
 };
 

@@ -9,6 +9,7 @@
 
 #include "tests/appliance/appliance_fixture.h"
 #include "tests/cli/cli_fixture.h"
+#include "tests/scheduler/alert_sinks.h"
 #include "tests/snapshot/tree_fixture.h"
 #include "tests/test_util.h"
 
@@ -182,9 +183,10 @@ jitter_s = 600
   }
 }
 
-TEST_CASE("schedules: run now; the rolling scrub finds damage and records it in the job history",
+TEST_CASE("schedules: run now; the rolling scrub finds damage, records it in the job history and alerts",
           "[appliance][scheduler]") {
-  AgentSite site;
+  alerttest::HttpSink web;
+  AgentSite site("db01", "[alerts]\nwebhook_url = \"" + web.url("/hook") + "\"\n");
   Appliance& a = site.a;
   const std::string& src = site.src;
   test::WriteBytes(src + "/data.bin", test::RandomBytes(2u << 20, 3));
@@ -221,4 +223,12 @@ TEST_CASE("schedules: run now; the rolling scrub finds damage and records it in 
   REQUIRE(Contains(failed[0]["error"].get<std::string>(), "DAMAGE"));
   std::string name = pack_path.substr(pack_path.rfind('/') + 1);
   REQUIRE(Contains(failed[0]["error"].get<std::string>(), name.substr(0, 8)));
+  // One alert, of its own kind.
+  REQUIRE(alerttest::WaitUntil([&] { return !web.requests().empty(); }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  auto posts = web.requests();
+  REQUIRE(posts.size() == 1);
+  json alert = json::parse(posts[0].body);
+  REQUIRE(alert["kind"] == "scrub-damage");
+  REQUIRE(Contains(alert.dump(), "DAMAGE"));
 }
