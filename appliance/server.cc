@@ -1356,6 +1356,11 @@ Result<std::unique_ptr<Server>> Server::Start(const ServerOptions& options) {
   }
   ASSIGN_OR_RETURN(impl->reg, Registry::Open(dir + "/registry.db"));
   ASSIGN_OR_RETURN(impl->repo, OpenRepository(options));
+  // Before anything that may alert (slots missed while custosd was off are
+  // recorded as the schedules load).
+  if (options.alerts.any()) {
+    impl->alerter = std::make_unique<scheduler::Alerter>(options.alerts, [](const std::string& line) { Log(line); });
+  }
   // Backups a previous daemon left running wait for their agents to resume them.
   impl->AdoptJobs();
   Impl* raw = impl.get();
@@ -1363,9 +1368,6 @@ Result<std::unique_ptr<Server>> Server::Start(const ServerOptions& options) {
       impl->sched_runner, impl->sched_store, [raw](const scheduler::Event& e) { raw->OnSchedulerEvent(e); },
       options.per_agent_jobs, std::chrono::seconds(20));  // agents reconnect within a few seconds of a restart
   RETURN_IF_ERROR(impl->LoadSchedules().Annotate("schedules"));
-  if (options.alerts.any()) {
-    impl->alerter = std::make_unique<scheduler::Alerter>(options.alerts, [](const std::string& line) { Log(line); });
-  }
   try {
     impl->zap.bind("inproc://zeromq.zap.01");
     impl->router.set(zmq::sockopt::curve_server, 1);

@@ -40,7 +40,8 @@ json Jobs(const Appliance& a, const std::string& args = "") {
 
 TEST_CASE("schedules: add, list, remove; a scheduled backup runs by itself; catch-up after downtime",
           "[appliance][scheduler]") {
-  AgentSite site;
+  alerttest::HttpSink web;
+  AgentSite site("db01", "[alerts]\nwebhook_url = \"" + web.url("/hook") + "\"\n");
   Appliance& a = site.a;
   const std::string& src = site.src;
   test::WriteString(src + "/config", "every minute");
@@ -142,6 +143,17 @@ TEST_CASE("schedules: add, list, remove; a scheduled backup runs by itself; catc
     REQUIRE(m["agent"] == "db01");
   }
   REQUIRE(Jobs(a, "--agent nobody").empty());
+  // Each missed slot alerted, as slot-missed.
+  INFO([&] {
+    std::string kinds;
+    for (const auto& r : web.requests()) kinds += json::parse(r.body).dump() + "\n";
+    return kinds;
+  }());
+  REQUIRE(alerttest::WaitUntil([&] {
+    size_t n = 0;
+    for (const auto& r : web.requests()) n += json::parse(r.body)["kind"] == "slot-missed" ? 1 : 0;
+    return n == missed.size();
+  }));
   RunResult human = Cli(a.data, "jobs --failed");
   REQUIRE(Contains(human.out, "missed"));
 
