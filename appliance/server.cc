@@ -21,6 +21,7 @@
 #include "appliance/local_job.h"
 #include "appliance/registry.h"
 #include "appliance/restore_job.h"
+#include "appliance/retention_control.h"
 #include "base/bytes.h"
 #include "base/crypto.h"
 #include "base/file_util.h"
@@ -1262,6 +1263,9 @@ struct Server::Impl {
         }
       }
       return json{{"ok", false}, {"error", "no job " + jid}};
+    }
+    if (IsRetentionCommand(cmd)) {  // forget and holds: the same handler as `custos forget --repo`
+      return json::parse(HandleRetentionRequest(*repo, text, storage::Actor::FromProcess("custosd")));
     }
     if (cmd == "schedule-add" || cmd == "schedule-list" || cmd == "schedule-remove" || cmd == "schedule-run") {
       return HandleScheduleRequest(cmd, req);

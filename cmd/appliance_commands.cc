@@ -19,9 +19,9 @@ namespace custos::cli {
 
 using nlohmann::json;
 
-namespace {
-
 std::string DataDir(const Globals& g) { return g.data_dir.empty() ? appliance::DefaultDataDir() : g.data_dir; }
+
+namespace {
 
 // A control reply; prints the error and sets rc when it is one.
 std::optional<json> Reply(const Result<std::string>& reply, int& rc) {

@@ -308,6 +308,7 @@ exits 1. Takes no lock: safe while a backup runs.)");
                         {"blobs", report->blobs},
                         {"snapshots", report->snapshots},
                         {"reports", report->reports},
+                        {"holds", report->holds},
                         {"read_data", opts.read_data},
                         {"subset", std::to_string(opts.subset_n) + "/" + std::to_string(opts.subset_m)},
                         {"packs_read", report->packs_read},
@@ -328,7 +329,7 @@ exits 1. Takes no lock: safe while a backup runs.)");
       if (!g.quiet) {
         std::cout << "checked " << report->key_slots << " key slots, " << report->index_files << " index files, "
                   << report->packs << " packs, " << report->blobs << " blobs, " << report->snapshots
-                  << " snapshots, " << report->reports << " reports";
+                  << " snapshots, " << report->reports << " reports, " << report->holds << " holds";
         if (opts.read_data) {
           std::cout << "; read " << report->packs_read << " packs (" << HumanBytes(report->bytes_read) << "), "
                     << report->blobs_read << " blobs verified";
@@ -344,6 +345,7 @@ exits 1. Takes no lock: safe while a backup runs.)");
   AddExportCommands(app, g, rc);
   AddReportCommands(app, g, rc);
   AddApplianceCommands(app, g, rc);
+  AddRetentionCommands(app, g, rc);
 
   try {
     app.parse(argc, argv);

@@ -23,6 +23,7 @@ const char* FileTypeName(FileType t) {
     case FileType::kIndex: return "index";
     case FileType::kSnapshot: return "snapshot";
     case FileType::kReport: return "report";
+    case FileType::kHold: return "hold";
   }
   return "?";
 }
@@ -137,7 +138,7 @@ class LocalBackend : public Backend {
       }
     }
     RETURN_IF_ERROR(MakeDirs(root_));
-    for (const char* sub : {"keys", "index", "snapshots", "reports", "data"}) {
+    for (const char* sub : {"keys", "index", "snapshots", "reports", "holds", "data"}) {
       RETURN_IF_ERROR(MakeDirs(JoinPath(root_, sub)));
     }
     for (int i = 0; i < 256; ++i) {
@@ -242,7 +243,7 @@ class LocalBackend : public Backend {
 
   Status RemoveStaleTemporaries() override {
     std::vector<std::string> dirs = {root_, JoinPath(root_, "keys"), JoinPath(root_, "index"),
-                                     JoinPath(root_, "snapshots"), JoinPath(root_, "reports"),
+                                     JoinPath(root_, "snapshots"), JoinPath(root_, "reports"), JoinPath(root_, "holds"),
                                      JoinPath(root_, "data")};
     for (int i = 0; i < 256; ++i) {
       uint8_t b = uint8_t(i);
@@ -273,6 +274,7 @@ class LocalBackend : public Backend {
       case FileType::kIndex: return JoinPath(root_, "index");
       case FileType::kSnapshot: return JoinPath(root_, "snapshots");
       case FileType::kReport: return JoinPath(root_, "reports");
+      case FileType::kHold: return JoinPath(root_, "holds");
       case FileType::kPack: return JoinPath(root_, "data");
     }
     return root_;
@@ -321,7 +323,8 @@ class LocalBackend : public Backend {
     while (dirent* e = ::readdir(d)) {
       std::string n = e->d_name;
       if (n == "." || n == ".." || n.rfind(kTempPrefix, 0) == 0) continue;
-      bool layout_dir = depth == 0 ? (n == "keys" || n == "index" || n == "snapshots" || n == "reports" || n == "data")
+      bool layout_dir = depth == 0 ? (n == "keys" || n == "index" || n == "snapshots" || n == "reports" ||
+                                                n == "holds" || n == "data")
                                    : (depth == 1 && n.size() == 2 && IsLowerHex(n));
       if (depth == 0 && n == "lock") continue;
       if (!layout_dir || !IsEmptyLayout(JoinPath(dir, n), depth + 1)) {

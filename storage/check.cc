@@ -156,14 +156,21 @@ Result<CheckReport> Check(Repository& repo, const CheckOptions& options) {
     if (!payload.ok()) report.errors.push_back({"snapshot " + s.Hex(), payload.status().ToString(), {}});
   }
 
-  // Reports: the envelope (decrypts, hashes to its name). Signatures are
-  // the restore layer's: `custos reports verify`.
+  // Reports and holds: the envelope (decrypts, hashes to its name). Report
+  // signatures are the restore layer's (`custos reports verify`); hold
+  // records are the snapshot layer's (`custos hold list`).
+  auto envelopes = [&](const char* what, const std::vector<Id>& ids, Result<Bytes> (Repository::*load)(const Id&)) {
+    for (const auto& id : ids) {
+      auto payload = (repo.*load)(id);
+      if (!payload.ok()) report.errors.push_back({what + (" " + id.Hex()), payload.status().ToString(), {}});
+    }
+  };
   ASSIGN_OR_RETURN(auto reports, repo.ListReports());
   report.reports = reports.size();
-  for (const auto& r : reports) {
-    auto payload = repo.LoadReport(r);
-    if (!payload.ok()) report.errors.push_back({"report " + r.Hex(), payload.status().ToString(), {}});
-  }
+  envelopes("report", reports, &Repository::LoadReport);
+  ASSIGN_OR_RETURN(auto holds, repo.ListHolds());
+  report.holds = holds.size();
+  envelopes("hold", holds, &Repository::LoadHold);
 
   if (!options.read_data) return report;
 

@@ -40,7 +40,7 @@ struct CheckProblem {
 };
 
 struct CheckReport {
-  uint64_t key_slots = 0, index_files = 0, packs = 0, blobs = 0, snapshots = 0, reports = 0;
+  uint64_t key_slots = 0, index_files = 0, packs = 0, blobs = 0, snapshots = 0, reports = 0, holds = 0;
   uint64_t packs_read = 0, blobs_read = 0, bytes_read = 0;
   std::vector<CheckProblem> errors;
   std::vector<CheckProblem> warnings;

@@ -17,6 +17,7 @@ constexpr std::string_view kPackEndMagic{"CSTPEND\x01", 8};
 constexpr std::string_view kIndexMagic{"CSTINDX\x01", 8};
 constexpr std::string_view kSnapshotMagic{"CSTSNAP\x01", 8};
 constexpr std::string_view kReportMagic{"CSTRPRT\x01", 8};
+constexpr std::string_view kHoldMagic{"CSTHOLD\x01", 8};
 
 // Associated data that binds each box to its role (doc: "Boxes and AD").
 constexpr std::string_view kBlobAd = "custos.blob.v1";
@@ -24,6 +25,7 @@ constexpr std::string_view kPackHeaderAd = "custos.pack-header.v1";
 constexpr std::string_view kIndexAd = "custos.index.v1";
 constexpr std::string_view kSnapshotAd = "custos.snapshot.v1";
 constexpr std::string_view kReportAd = "custos.report.v1";
+constexpr std::string_view kHoldAd = "custos.hold.v1";
 constexpr std::string_view kKeySlotAd = "custos.keyslot.v1";
 
 // Text magic of the JSON files (config, key slots).

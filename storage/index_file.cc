@@ -103,4 +103,12 @@ Result<Bytes> DecodeReportFile(const Key32& data_key, ByteView file) {
   return DecodeVersionedEnvelope(data_key, file, kReportMagic, kReportAd, "report");
 }
 
+Bytes EncodeHoldFile(const Key32& data_key, ByteView payload) {
+  return EncodeVersionedEnvelope(data_key, payload, kHoldMagic, kHoldAd);
+}
+
+Result<Bytes> DecodeHoldFile(const Key32& data_key, ByteView file) {
+  return DecodeVersionedEnvelope(data_key, file, kHoldMagic, kHoldAd, "hold");
+}
+
 }  // namespace custos::storage

@@ -38,5 +38,9 @@ Result<Bytes> DecodeSnapshotFile(const Key32& data_key, ByteView file);
 // (restore/report.h).
 Bytes EncodeReportFile(const Key32& data_key, ByteView payload);
 Result<Bytes> DecodeReportFile(const Key32& data_key, ByteView file);
+// Hold envelopes (hold and release records): the same shape with kHoldMagic
+// and kHoldAd; the payload belongs to the snapshot layer (snapshot/holds.h).
+Bytes EncodeHoldFile(const Key32& data_key, ByteView payload);
+Result<Bytes> DecodeHoldFile(const Key32& data_key, ByteView file);
 
 }  // namespace custos::storage

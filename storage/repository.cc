@@ -495,6 +495,13 @@ Result<std::vector<Id>> ListIds(Backend& backend, FileType type) {
   return out;
 }
 
+// Saves `file` under the hex SHA-256 of its bytes; returns that ID.
+Result<Id> SaveHashNamed(Backend& backend, FileType type, const Bytes& file) {
+  Id id = Sha256(file);
+  RETURN_IF_ERROR(backend.Save(type, id.Hex(), file));
+  return id;
+}
+
 Result<Bytes> LoadHashNamed(Backend& backend, FileType type, const Id& id, const Key32& key,
                             Result<Bytes> (*decode)(const Key32&, ByteView)) {
   std::string what = std::string(FileTypeName(type)) + " " + id.Hex();
@@ -514,16 +521,29 @@ Result<Bytes> Repository::LoadSnapshot(const Id& id) {
 }
 
 Result<Id> Repository::SaveReport(ByteView payload) {
-  Bytes file = EncodeReportFile(keys_->data, payload);
-  Id id = Sha256(file);
-  RETURN_IF_ERROR(backend_->Save(FileType::kReport, id.Hex(), file));
-  return id;
+  return SaveHashNamed(*backend_, FileType::kReport, EncodeReportFile(keys_->data, payload));
 }
 
 Result<std::vector<Id>> Repository::ListReports() { return ListIds(*backend_, FileType::kReport); }
 
 Result<Bytes> Repository::LoadReport(const Id& id) {
   return LoadHashNamed(*backend_, FileType::kReport, id, keys_->data, &DecodeReportFile);
+}
+
+Result<Id> Repository::SaveHold(ByteView payload) {
+  if (!HasWriterLock()) std::abort();
+  return SaveHashNamed(*backend_, FileType::kHold, EncodeHoldFile(keys_->data, payload));
+}
+
+Result<std::vector<Id>> Repository::ListHolds() { return ListIds(*backend_, FileType::kHold); }
+
+Result<Bytes> Repository::LoadHold(const Id& id) {
+  return LoadHashNamed(*backend_, FileType::kHold, id, keys_->data, &DecodeHoldFile);
+}
+
+Status Repository::RemoveSnapshot(const Id& id) {
+  if (!HasWriterLock()) std::abort();
+  return backend_->Remove(FileType::kSnapshot, id.Hex()).Annotate("forget");
 }
 
 size_t Repository::BlobCount() const {

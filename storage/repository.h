@@ -139,6 +139,20 @@ class Repository {
   Result<std::vector<Id>> ListReports();
   Result<Bytes> LoadReport(const Id& id);
 
+  // ---- holds: write-once hold and release records whose payload belongs
+  // to the snapshot layer (snapshot/holds.h). Saving needs the writer lock:
+  // forget decides and removes under that lock, so no hold can appear
+  // between its decision and its removals.
+  Result<Id> SaveHold(ByteView payload);
+  Result<std::vector<Id>> ListHolds();
+  Result<Bytes> LoadHold(const Id& id);
+
+  // ---- forgetting (needs the writer lock). Removes one snapshot file, the
+  // snapshot's commit point; its packs and index entries stay until a prune
+  // (not built yet). NotFound if there is no such snapshot. Knows nothing
+  // of holds: call snapshot::ForgetSnapshots, which refuses held ones.
+  Status RemoveSnapshot(const Id& id);
+
   // Ed25519 key of this repository (reports, checkpoints).
   SigningKey signing_key() const { return SigningKeyFromSeed(keys_->signing_seed); }
 

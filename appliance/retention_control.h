@@ -1,0 +1,63 @@
+// Retention requests: forget (apply a retention policy, scheduler/
+// retention.h) and holds (snapshot/holds.h), as JSON request -> JSON reply.
+// One handler serves custosd's control socket and `custos forget|hold
+// --repo` on a local repository, so the two modes cannot drift and the CLI
+// prints both from the same reply.
+//
+// Requests (objects with "cmd"):
+//   forget        keep_last, keep_hourly, keep_daily, keep_weekly,
+//                 keep_monthly, keep_yearly (int, -1 unlimited), keep_within
+//                 ("30d"), hosts (list), timezone, dry_run
+//   hold-add      snapshot (ID prefix or "latest"), reason, case, user
+//   hold-list     -
+//   hold-release  hold (ID prefix), reason, user
+// Replies: {"ok":true, ...} (see HandleRetentionRequest) or {"ok":false,
+// "error":TEXT, "code":"usage"|"error"}; "usage" marks a request the user
+// must change (an empty policy, a bad duration or zone, a missing reason).
+//
+// Forget removes only snapshot files: their data stays until a prune (not
+// built yet). A held snapshot is never removed.
+//
+// Thread-safety: as the repository's; call from one thread at a time.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "scheduler/retention.h"
+#include "storage/repository.h"
+
+namespace custos::appliance {
+
+struct ForgetRequest {
+  scheduler::RetentionPolicy policy;
+  std::vector<std::string> hosts;  // only these hosts' snapshots (empty: all)
+  std::string zone;                // IANA zone of the periods (empty: the system's)
+  bool dry_run = false;
+};
+// The {"cmd":"forget",...} request.
+std::string ForgetRequestJson(const ForgetRequest& request);
+
+// Whether `cmd` is one of the requests above.
+bool IsRetentionCommand(const std::string& cmd);
+// Whether the request changes the repository (a forget that is not a dry
+// run, hold-add, hold-release): the caller must hold the writer lock.
+bool RetentionRequestWrites(const std::string& request_json);
+
+// Serves one request; `who` is recorded in hold records (its user replaced
+// by the request's "user" when given). Forget replies
+//   {"ok":true, "dry_run":B, "policy":"keep-last 3", "timezone":ZONE,
+//    "groups":[{"host":H, "paths":[...],
+//               "keep":[{"id":HEX, "time":RFC3339, "reasons":["held","last 1"]}],
+//               "remove":[{"id":HEX, "time":RFC3339}]}],
+//    "kept":N, "removed":N (gone, or would go), "damaged":["snapshot ...: ..."]};
+// hold-add and hold-release {"ok":true, "hold":HOLD}; hold-list
+// {"ok":true, "holds":[HOLD...], "damaged":[...]} where HOLD is
+// {"id", "snapshot", "reason", "case", "user", "host", "time", "released",
+//  and when released "release_id", "released_by", "released_at", "release_reason"}.
+// A damaged hold file makes forget fail (nothing removed): it might hold
+// anything.
+std::string HandleRetentionRequest(storage::Repository& repo, const std::string& request_json,
+                                   const storage::Actor& who);
+
+}  // namespace custos::appliance
