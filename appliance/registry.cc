@@ -1,4 +1,5 @@
 #include "appliance/registry.h"
+#include "appliance/retention_control.h"
 
 #include <nlohmann/json.hpp>
 
@@ -284,7 +285,10 @@ Result<int64_t> Registry::AddSchedule(const scheduler::Schedule& s) {
          " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
   q.Bind(1, s.agent).Bind(2, nlohmann::json(s.paths).dump()).Bind(3, s.calendar).Bind(4, s.zone);
   q.Bind(5, int64_t(s.jitter_s)).Bind(6, s.job).Bind(7, int64_t(s.max_retries)).Bind(8, Now());
-  q.Bind(9, nlohmann::json{{"scrub_parts", s.scrub_parts}, {"drill_sample", s.drill_sample}}.dump());
+  q.Bind(9, nlohmann::json{{"scrub_parts", s.scrub_parts},
+                            {"drill_sample", s.drill_sample},
+                            {"retention", nlohmann::json::parse(PolicyJson(s.retention))}}
+               .dump());
   if (q.Step() != SQLITE_DONE) return q.Error("add schedule");
   return int64_t(sqlite3_last_insert_rowid(db_));
 }
@@ -313,6 +317,10 @@ Result<std::vector<scheduler::Schedule>> Registry::Schedules() {
     if (opt.is_object()) {
       s.scrub_parts = opt.value("scrub_parts", s.scrub_parts);
       s.drill_sample = opt.value("drill_sample", s.drill_sample);
+      if (opt.contains("retention")) {
+        auto policy = ParsePolicyJson(opt["retention"].dump());
+        if (policy.ok()) s.retention = *policy;
+      }
     }
     out.push_back(std::move(s));
   }

@@ -151,6 +151,22 @@ std::string ForgetRequestJson(const ForgetRequest& r) {
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
+std::string PolicyJson(const scheduler::RetentionPolicy& policy) {
+  json j = json::object();
+  for (const auto& c : kCounts) {
+    if (policy.*c.field) j[c.key] = policy.*c.field;
+  }
+  if (!policy.keep_within.zero()) j["keep_within"] = policy.keep_within.ToString();
+  return j.dump();
+}
+
+Result<scheduler::RetentionPolicy> ParsePolicyJson(const std::string& text) {
+  json j = json::parse(text, nullptr, false);
+  if (!j.is_object()) return InvalidArgumentError("retention policy: not a JSON object");
+  ASSIGN_OR_RETURN(ForgetRequest r, ParseForgetRequest(j));
+  return r.policy;
+}
+
 bool IsRetentionCommand(const std::string& cmd) {
   return cmd == "forget" || cmd == "hold-add" || cmd == "hold-list" || cmd == "hold-release";
 }

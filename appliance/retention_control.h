@@ -38,6 +38,11 @@ struct ForgetRequest {
 // The {"cmd":"forget",...} request.
 std::string ForgetRequestJson(const ForgetRequest& request);
 
+// A policy as the JSON object of its request keys (keep_last ...,
+// keep_within), and back: how schedules keep theirs in SQLite.
+std::string PolicyJson(const scheduler::RetentionPolicy& policy);
+Result<scheduler::RetentionPolicy> ParsePolicyJson(const std::string& text);
+
 // Whether `cmd` is one of the requests above.
 bool IsRetentionCommand(const std::string& cmd);
 // Whether the request changes the repository (a forget that is not a dry

@@ -233,6 +233,7 @@ struct Server::Impl {
     explicit SchedRunner(Impl& impl) : d(impl) {}
     Result<std::string> Start(const scheduler::RunSpec& run) override {
       if (run.job == "verify" || run.job == "drill") return d.StartLocal(run);
+      if (run.job == "forget") return d.RunForget(run);
       json req = {{"agent", run.agent}, {"paths", run.paths}, {"schedule", run.schedule},
                   {"slot", scheduler::FormatUtc(run.slot)}, {"catch_up", run.catch_up}, {"attempt", run.attempt}};
       json reply = d.StartBackup(req);
@@ -451,6 +452,46 @@ struct Server::Impl {
     return jid;
   }
 
+  // A scheduled forget: the schedule's policy applied to its agent's
+  // snapshots, at once (it removes manifests only; held ones stay).
+  Result<std::string> RunForget(const scheduler::RunSpec& run) {
+    Job j;
+    uint8_t rnd[6];
+    RandomBytes(rnd, sizeof rnd);
+    j.rec.id = "j-" + ToHex(ByteView(rnd, sizeof rnd));
+    j.rec.kind = "forget";
+    j.rec.agent = run.agent;
+    j.rec.state = "running";
+    j.rec.started = NowS();
+    j.rec.params = json{{"schedule", run.schedule}, {"slot", scheduler::FormatUtc(run.slot)},
+                        {"policy", run.retention.ToString()}, {"timezone", run.zone}}
+                       .dump();
+    ForgetRequest fr;
+    fr.policy = run.retention;
+    fr.hosts = {run.agent};  // custosd stamps an agent's snapshots with its name
+    fr.zone = run.zone;
+    Status flushed = repo->Flush();
+    json reply = flushed.ok() ? json::parse(HandleRetentionRequest(*repo, ForgetRequestJson(fr),
+                                                                   storage::Actor::FromProcess("custosd")),
+                                            nullptr, false)
+                              : json{{"ok", false}, {"error", flushed.ToString()}};
+    std::string jid = j.rec.id;
+    if (reply.is_object() && reply.value("ok", false)) {
+      j.rec.files = reply.value("removed", uint64_t(0));
+      Log("job " + jid + ": forget for " + run.agent + " (" + run.retention.ToString() + "): " +
+          std::to_string(reply.value("removed", 0)) + " snapshot(s) removed, " +
+          std::to_string(reply.value("kept", 0)) + " kept");
+      j.rec.state = "ok";
+    } else {
+      j.rec.state = "failed";
+      j.rec.error = reply.is_object() ? reply.value("error", std::string("forget failed")) : "forget failed";
+    }
+    j.rec.ended = NowS();
+    SaveJob(j);
+    if (j.rec.state == "failed") AlertJobEnd(j.rec);
+    return jid;
+  }
+
   void PollLocalJobs() {
     for (auto it = jobs.begin(); it != jobs.end();) {
       Job& j = (it++)->second;  // EndJob erases it
@@ -482,6 +523,7 @@ struct Server::Impl {
                 {"retries", sc.max_retries},
                 {"scrub_parts", sc.scrub_parts},
                 {"drill_sample", sc.drill_sample},
+                {"policy", sc.retention.empty() ? "" : sc.retention.ToString()},
                 {"source", sc.id < 0 ? "config" : "cli"},
                 {"next_run", next ? scheduler::FormatUtc(*next) : ""},
                 {"last_slot", last ? scheduler::FormatUtc(scheduler::Seconds{std::chrono::seconds(*last)}) : ""}};
@@ -531,6 +573,11 @@ struct Server::Impl {
       sc.max_retries = req.value("retries", 3);
       sc.scrub_parts = req.value("scrub_parts", 30);
       sc.drill_sample = req.value("drill_sample", uint64_t(1000));
+      if (req.contains("retention")) {
+        auto policy = ParsePolicyJson(req["retention"].dump());
+        if (!policy.ok()) return json{{"ok", false}, {"error", policy.status().message()}};
+        sc.retention = *policy;
+      }
     } catch (const json::exception& e) {
       return json{{"ok", false}, {"error", std::string("schedule-add: ") + e.what()}};
     }

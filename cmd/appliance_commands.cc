@@ -321,11 +321,15 @@ the appliance's repository: each run reads one of --parts parts of the packs
 the position survives restarts; damage fails the job with the problems named;
 drill, a restore drill of --agent's newest snapshot (--sample files restored
 into scratch space under the data directory and verified; the signed drill
-report is kept: custos reports list).
+report is kept: custos reports list); forget, the agent's retention policy
+(--keep-* as in custos forget, periods in --timezone) applied to its
+snapshots: held snapshots are never removed, and data stays until a prune.
 
   custos schedule add --agent db01 --paths /srv,/etc --calendar 'daily 02:00'
   custos schedule add --job verify --calendar 'daily 05:00' --parts 30
   custos schedule add --job drill --agent db01 --calendar 'weekly sun 06:00'
+  custos schedule add --job forget --agent db01 --calendar 'daily 04:00' \
+      --keep-daily 7 --keep-weekly 5 --keep-monthly 12
   custos schedule list
   custos schedule run 3        run it now (exit 0 ok, 3 partial, 1 failed)
   custos schedule remove 3
@@ -342,6 +346,15 @@ calendar, zone or path; 13 when no custosd answers.)");
   sadd->add_option("--paths", s_paths, "backup: absolute paths on that server, comma-separated")->delimiter(',');
   sadd->add_option("--parts", s_parts, "verify: read 1/N of the packs per run (default 30)")->check(CLI::Range(1, 10000));
   sadd->add_option("--sample", s_sample, "drill: files restored per drill, 0 for all (default 1000)");
+  static int k_last = 0, k_hourly = 0, k_daily = 0, k_weekly = 0, k_monthly = 0, k_yearly = 0;
+  static std::string k_within;
+  sadd->add_option("--keep-last", k_last, "forget: keep the N newest snapshots (-1: all)");
+  sadd->add_option("--keep-hourly", k_hourly, "forget: keep the newest of each of N hours");
+  sadd->add_option("--keep-daily", k_daily, "forget: ... of N days");
+  sadd->add_option("--keep-weekly", k_weekly, "forget: ... of N ISO weeks");
+  sadd->add_option("--keep-monthly", k_monthly, "forget: ... of N months");
+  sadd->add_option("--keep-yearly", k_yearly, "forget: ... of N years");
+  sadd->add_option("--keep-within", k_within, "forget: keep all within DURATION of the newest (30d, 2w, 1y6m)");
   sadd->add_option("--calendar", s_calendar, "When: cron fields or daily HH:MM etc. (see above)")->required();
   sadd->add_option("--timezone", s_zone, "IANA time zone of the calendar");
   sadd->add_option("--jitter", s_jitter, "Start within this many seconds after the time (default 0)")
@@ -353,6 +366,14 @@ calendar, zone or path; 13 when no custosd answers.)");
     json req = {{"cmd", "schedule-add"}, {"agent", s_agent},     {"paths", s_paths},     {"calendar", s_calendar},
                 {"timezone", s_zone},    {"jitter_s", s_jitter}, {"job", s_job},         {"retries", s_retries},
                 {"scrub_parts", s_parts}, {"drill_sample", s_sample}};
+    json policy = json::object();
+    for (auto [key, v] : {std::pair<const char*, int>{"keep_last", k_last}, {"keep_hourly", k_hourly},
+                          {"keep_daily", k_daily}, {"keep_weekly", k_weekly}, {"keep_monthly", k_monthly},
+                          {"keep_yearly", k_yearly}}) {
+      if (v) policy[key] = v;
+    }
+    if (!k_within.empty()) policy["keep_within"] = k_within;
+    if (!policy.empty()) req["retention"] = policy;
     auto reply = appliance::ControlRequest(DataDir(g), req.dump());
     if (reply.ok()) {
       json r = json::parse(*reply, nullptr, false);

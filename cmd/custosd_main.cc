@@ -121,6 +121,13 @@ CONFIG (TOML; every key optional, flags override):
   agent = "db01"
   calendar = "weekly sun 06:00"
   drill_sample = 1000      # files restored and verified (0: all)
+
+  [[schedule]]             # db01's retention, applied by the appliance each night
+  job = "forget"
+  agent = "db01"
+  calendar = "daily 04:00"
+  keep_daily = 7           # also keep_last, keep_hourly, keep_weekly, keep_monthly,
+  keep_weekly = 5          # keep_yearly, keep_within = "30d" (as custos forget)
   repository = "/srv/custos/repository"      # default: DATA_DIR/repository
   password_file = "/etc/custos/repository.pass"  # default: DATA_DIR/repository.pass
 
@@ -200,6 +207,17 @@ serves this data directory.)");
             else if (key == "retries" && v.is_integer()) sc.max_retries = int(*v.value<int64_t>());
             else if (key == "scrub_parts" && v.is_integer()) sc.scrub_parts = int(*v.value<int64_t>());
             else if (key == "drill_sample" && v.is_integer()) sc.drill_sample = uint64_t(*v.value<int64_t>());
+            else if (key == "keep_last" && v.is_integer()) sc.retention.keep_last = int(*v.value<int64_t>());
+            else if (key == "keep_hourly" && v.is_integer()) sc.retention.keep_hourly = int(*v.value<int64_t>());
+            else if (key == "keep_daily" && v.is_integer()) sc.retention.keep_daily = int(*v.value<int64_t>());
+            else if (key == "keep_weekly" && v.is_integer()) sc.retention.keep_weekly = int(*v.value<int64_t>());
+            else if (key == "keep_monthly" && v.is_integer()) sc.retention.keep_monthly = int(*v.value<int64_t>());
+            else if (key == "keep_yearly" && v.is_integer()) sc.retention.keep_yearly = int(*v.value<int64_t>());
+            else if (key == "keep_within" && v.is_string()) {
+              auto d = scheduler::ParseRetentionDuration(*v.value<std::string>());
+              if (d.ok()) sc.retention.keep_within = *d;
+              else bad = d.status().message();
+            }
             else if (key == "paths" && v.is_array()) {
               for (auto&& p : *v.as_array()) {
                 if (p.is_string()) sc.paths.push_back(*p.value<std::string>());

@@ -29,15 +29,23 @@ int JitterFor(int64_t id, Seconds slot, int jitter_s) {
 }
 
 Status ValidateSchedule(const Schedule& s) {
-  if (s.job != "backup" && s.job != "verify" && s.job != "drill") {
-    return InvalidArgumentError("schedule: job \"" + s.job + "\" is not supported (backup, verify, drill are)");
+  if (s.job != "backup" && s.job != "verify" && s.job != "drill" && s.job != "forget") {
+    return InvalidArgumentError("schedule: job \"" + s.job + "\" is not supported (backup, verify, drill, forget are)");
+  }
+  if (s.job == "forget" && s.retention.empty()) {
+    return InvalidArgumentError("schedule: a forget needs a policy (--keep-last, --keep-daily, ...)");
+  }
+  if (s.job != "forget" && !s.retention.empty()) {
+    return InvalidArgumentError("schedule: keep rules belong to a forget job");
   }
   if (s.job != "verify" && s.agent.empty()) return InvalidArgumentError("schedule: a " + s.job + " needs --agent");
   if (s.job == "verify" && (!s.agent.empty() || !s.paths.empty())) {
     return InvalidArgumentError("schedule: verify scrubs the appliance's repository: no agent or paths");
   }
   if (s.job == "backup" && s.paths.empty()) return InvalidArgumentError("schedule: a backup needs paths");
-  if (s.job == "drill" && !s.paths.empty()) return InvalidArgumentError("schedule: a drill takes no paths");
+  if ((s.job == "drill" || s.job == "forget") && !s.paths.empty()) {
+    return InvalidArgumentError("schedule: a " + s.job + " takes no paths");
+  }
   if (s.scrub_parts < 1 || s.scrub_parts > 10000) return InvalidArgumentError("schedule: parts must be 1 to 10000");
   for (const auto& p : s.paths) {
     if (p.empty() || p[0] != '/') return InvalidArgumentError("schedule: path \"" + p + "\" is not absolute");
@@ -197,7 +205,7 @@ void Scheduler::Handle(State& st, Seconds now) {
   // 3. Start the active slot when its time came and its agent is free.
   if (st.active && st.job.empty() && now >= st.try_at && AgentFree(st.s.agent)) {
     RunSpec run{st.s.id,          st.s.agent,   st.s.job,    st.s.paths, st.s.scrub_parts,
-                st.s.drill_sample, *st.active, st.catch_up, st.attempt};
+                st.s.drill_sample, st.s.retention, st.s.zone, *st.active, st.catch_up, st.attempt};
     auto started = runner_.Start(run);
     if (started.ok()) {
       st.job = *started;

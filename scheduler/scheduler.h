@@ -35,6 +35,7 @@
 
 #include "base/status.h"
 #include "scheduler/calendar.h"
+#include "scheduler/retention.h"
 
 namespace custos::scheduler {
 
@@ -48,11 +49,15 @@ struct Schedule {
   // "backup" (agent, paths), "verify" (the rolling scrub of the appliance's
   // repository: one of `scrub_parts` parts of the packs per run; no agent),
   // "drill" (a restore drill of `agent`'s newest snapshot, `drill_sample`
-  // files, 0 = all).
+  // files, 0 = all), "forget" (`retention` applied to `agent`'s snapshots;
+  // held ones are never removed).
   std::string job = "backup";
   int max_retries = 3;
   int scrub_parts = 30;
   uint64_t drill_sample = 1000;
+  // "forget": the agent's retention policy, applied by the appliance to
+  // that agent's snapshots (periods in `zone`).
+  RetentionPolicy retention;
 };
 
 // Checks a schedule as `custos schedule add` gets it: calendar and zone
@@ -67,6 +72,8 @@ struct RunSpec {
   std::vector<std::string> paths;
   int scrub_parts = 30;
   uint64_t drill_sample = 0;
+  RetentionPolicy retention;
+  std::string zone;
   Seconds slot{};
   bool catch_up = false;  // run at start-up for a slot missed while the appliance was off
   int attempt = 0;        // 0 first, then retries

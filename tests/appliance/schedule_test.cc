@@ -211,6 +211,31 @@ TEST_CASE("schedules: run now; the rolling scrub finds damage, records it in the
   REQUIRE(Contains(run.out, " ok"));
   REQUIRE(Cli(a.data, "schedule run 999").exit_code == 1);
 
+  // The agent's retention, applied by the appliance on a schedule: three
+  // snapshots, the oldest held, keep-last 1: the newest and the held one stay.
+  for (int i = 0; i < 2; ++i) {
+    test::WriteString(src + "/n" + std::to_string(i), std::to_string(i));
+    REQUIRE(Cli(a.data, "schedule run " + std::to_string(backup_id)).exit_code == 0);
+  }
+  json snaps = json::parse(a.Repo("--json snapshots").out);
+  REQUIRE(snaps.size() == 3);
+  std::string oldest = snaps[0]["id"], newest = snaps[2]["id"];
+  RunResult hold = Cli(a.data, "hold add " + oldest + " --reason 'incident 7'");
+  INFO(hold.err);
+  REQUIRE(hold.exit_code == 0);
+  REQUIRE(Cli(a.data, "schedule add --job forget --agent db01 --calendar 'daily 04:00'").exit_code == 2);  // no rule
+  RunResult forget = Cli(a.data, "--json schedule add --job forget --agent db01 --calendar 'daily 04:00' --keep-last 1");
+  INFO(forget.err);
+  REQUIRE(forget.exit_code == 0);
+  REQUIRE(json::parse(forget.out)["policy"] == "keep-last 1");
+  RunResult forgot = Cli(a.data, "schedule run " + std::to_string(json::parse(forget.out)["id"].get<int64_t>()));
+  INFO(forgot.out << forgot.err << Slurp(a.daemon->err));
+  REQUIRE(forgot.exit_code == 0);
+  json left = json::parse(a.Repo("--json snapshots").out);
+  REQUIRE(left.size() == 2);
+  REQUIRE(left[0]["id"] == oldest);
+  REQUIRE(left[1]["id"] == newest);
+
   RunResult verify = Cli(a.data, "--json schedule add --job verify --calendar 'monthly 1 04:00' --parts 1");
   REQUIRE(verify.exit_code == 0);
   std::string verify_id = std::to_string(json::parse(verify.out)["id"].get<int64_t>());
