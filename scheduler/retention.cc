@@ -101,6 +101,7 @@ Result<RetentionDuration> ParseRetentionDuration(const std::string& text) {
     }
   }
   if (d.zero()) return bad("zero keeps nothing");
+  if (d.days > 999999) return bad("too long");  // weeks add up: keep the canonical form parseable
   return d;
 }
 

@@ -271,3 +271,11 @@ TEST_CASE("retention: a policy that keeps nothing is refused", "[scheduler][rete
   CHECK(ApplyRetention({Snap("x", 0)}, ok, "Mars/Olympus_Mons", {}).status().code() == Code::kNotFound);
   CHECK(ok.ToString() == "keep-last 1");
 }
+
+TEST_CASE("retention: a keep-within whose weeks add up past six digits of days is refused (fuzz)", "[scheduler][retention]") {
+  // 707575 weeks is 4953025 days: its canonical form would not parse back.
+  REQUIRE(custos::scheduler::ParseRetentionDuration("27277y707575w0d").status().code() == custos::Code::kInvalidArgument);
+  auto ok = custos::scheduler::ParseRetentionDuration("142857w");  // 999999 days
+  REQUIRE(ok.ok());
+  REQUIRE(custos::scheduler::ParseRetentionDuration(ok->ToString()).ok());
+}
