@@ -272,13 +272,6 @@ Result<std::vector<JobRecord>> Registry::Jobs(int limit, const std::string& agen
   return out;
 }
 
-Result<int> Registry::FailRunningJobs(const std::string& why) {
-  Stmt q(db_, "UPDATE jobs SET state = 'failed', error = ?1, ended = ?2 WHERE state = 'running'");
-  q.Bind(1, why).Bind(2, Now());
-  if (q.Step() != SQLITE_DONE) return q.Error("fail running jobs");
-  return int(sqlite3_changes(db_));
-}
-
 Result<int64_t> Registry::AddSchedule(const scheduler::Schedule& s) {
   Stmt q(db_,
          "INSERT INTO schedules (agent, paths, calendar, zone, jitter_s, job, max_retries, created, options)"

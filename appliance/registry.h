@@ -40,7 +40,7 @@ struct AgentInfo {
 // One job in the history (jobs table; schema 2 added `report`, and a
 // registry of schema 1 is upgraded in place when opened).
 struct JobRecord {
-  std::string id, agent, kind;  // kind: "backup", "restore"
+  std::string id, agent, kind;  // kind: "backup", "restore", "verify", "drill", "forget"
   std::string state;            // "running", "ok", "partial", "failed", "missed" (a scheduled slot that did not run)
   int64_t started = 0, ended = 0;  // Unix seconds, 0 = not yet
   std::string params;           // JSON
@@ -78,9 +78,6 @@ class Registry {
 
   // Inserts or updates a job (by id).
   Status SaveJob(const JobRecord& job);
-  // Marks every job still "running" as failed with `why` (at start-up: a
-  // job the previous daemon did not finish). Returns how many.
-  Result<int> FailRunningJobs(const std::string& why);
   // The newest `limit` jobs, newest first; only `agent`'s when not empty,
   // only failed and missed ones when `failed_only`.
   Result<std::vector<JobRecord>> Jobs(int limit = 100, const std::string& agent = "", bool failed_only = false);

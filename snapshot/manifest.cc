@@ -61,7 +61,6 @@ Bytes EncodeManifest(const Manifest& m) {
   for (const auto& p : m.paths) paths.push_back(PathJson(p));
   json atimes = json::array();
   for (const auto& id : m.atimes) atimes.push_back(id.Hex());
-  const Summary& s = m.summary;
   json j = {{"version", m.version},
             {"time", m.time},
             {"time_ns", m.time_ns},

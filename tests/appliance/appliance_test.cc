@@ -161,7 +161,7 @@ TEST_CASE("appliance: custosd, agent add, enroll, run, status, revoke", "[applia
   REQUIRE(::stat((data + "/control.sock").c_str(), &st) != 0);  // removed on a clean stop
 }
 
-TEST_CASE("registry: job history, and jobs a stopped daemon left running are marked failed", "[appliance]") {
+TEST_CASE("registry: job history, newest first, filtered by agent and failure", "[appliance]") {
   test::TempDir work;
   auto reg = appliance::Registry::Open(work.path() + "/registry.db");
   REQUIRE(reg.ok());
@@ -173,15 +173,20 @@ TEST_CASE("registry: job history, and jobs a stopped daemon left running are mar
   j.files = 3;
   REQUIRE((*reg)->SaveJob(j).ok());  // an update, not a second row
   REQUIRE((*reg)->SaveJob(appliance::JobRecord{"j-2", "db02", "backup", "running", 200, 0, "{}", "", "", 0, 0}).ok());
-  auto stale = (*reg)->FailRunningJobs("the appliance stopped");
-  REQUIRE(stale.ok());
-  REQUIRE(*stale == 1);
+  REQUIRE((*reg)->SaveJob(appliance::JobRecord{"j-3", "db02", "backup", "missed", 300, 300, "{}", "",
+                                                 "agent db02 is not connected", 0, 0}).ok());
   auto jobs = (*reg)->Jobs();
   REQUIRE(jobs.ok());
-  REQUIRE(jobs->size() == 2);
-  REQUIRE((*jobs)[0].id == "j-2");  // newest first
-  REQUIRE((*jobs)[0].state == "failed");
-  REQUIRE((*jobs)[0].error == "the appliance stopped");
-  REQUIRE((*jobs)[1].state == "ok");
-  REQUIRE((*jobs)[1].files == 3);
+  REQUIRE(jobs->size() == 3);
+  REQUIRE((*jobs)[0].id == "j-3");  // newest first
+  REQUIRE((*jobs)[2].state == "ok");
+  REQUIRE((*jobs)[2].files == 3);
+  auto failed = (*reg)->Jobs(100, "", true);
+  REQUIRE(failed.ok());
+  REQUIRE(failed->size() == 1);
+  REQUIRE((*failed)[0].error == "agent db02 is not connected");
+  auto db01 = (*reg)->Jobs(100, "db01");
+  REQUIRE(db01.ok());
+  REQUIRE(db01->size() == 1);
+  REQUIRE((*db01)[0].id == "j-1");
 }
