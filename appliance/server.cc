@@ -106,6 +106,28 @@ struct Job {
   std::string scrub_part;               // verify: "n/m"
 };
 
+int64_t NowS() { return int64_t(::time(nullptr)); }
+
+// A new job's history row: a fresh ID ("j-" and 12 hex digits), running
+// since now.
+JobRecord NewJobRecord(const std::string& kind, const std::string& agent) {
+  JobRecord r;
+  uint8_t rnd[6];
+  RandomBytes(rnd, sizeof rnd);
+  r.id = "j-" + ToHex(ByteView(rnd, sizeof rnd));
+  r.kind = kind;
+  r.agent = agent;
+  r.state = "running";
+  r.started = NowS();
+  return r;
+}
+
+// What a job started by the scheduler records of its slot.
+json SlotParams(const scheduler::RunSpec& run) {
+  return json{{"schedule", run.schedule}, {"slot", scheduler::FormatUtc(run.slot)}, {"catch_up", run.catch_up},
+              {"attempt", run.attempt}};
+}
+
 JobState StateOf(const Job& j) {
   JobState s;
   s.data_blobs = j.data_blobs;
@@ -130,8 +152,6 @@ std::string ResumePath(const std::string& data_dir, const std::string& job) {
 std::string SentPath(const std::string& data_dir, const std::string& agent) {
   return data_dir + "/hosts/" + agent + ".sent";
 }
-
-int64_t NowS() { return int64_t(::time(nullptr)); }
 
 // The passphrase in `path`, without its line end.
 Result<std::string> ReadPassphrase(const std::string& path) {
@@ -234,8 +254,9 @@ struct Server::Impl {
     Result<std::string> Start(const scheduler::RunSpec& run) override {
       if (run.job == "verify" || run.job == "drill") return d.StartLocal(run);
       if (run.job == "forget") return d.RunForget(run);
-      json req = {{"agent", run.agent}, {"paths", run.paths}, {"schedule", run.schedule},
-                  {"slot", scheduler::FormatUtc(run.slot)}, {"catch_up", run.catch_up}, {"attempt", run.attempt}};
+      json req = SlotParams(run);
+      req["agent"] = run.agent;
+      req["paths"] = run.paths;
       json reply = d.StartBackup(req);
       if (reply.value("ok", false)) return reply["job"].get<std::string>();
       std::string code = reply.value("code", "");
@@ -272,12 +293,7 @@ struct Server::Impl {
       if (!st.ok()) Log(st.ToString());
     }
     void RecordMissed(const scheduler::Schedule& sc, scheduler::Seconds slot, const std::string& why) override {
-      JobRecord r;
-      uint8_t rnd[6];
-      RandomBytes(rnd, sizeof rnd);
-      r.id = "j-" + ToHex(ByteView(rnd, sizeof rnd));
-      r.agent = sc.agent;
-      r.kind = sc.job;
+      JobRecord r = NewJobRecord(sc.job, sc.agent);
       r.state = "missed";
       r.started = slot.time_since_epoch().count();
       r.ended = NowS();
@@ -415,14 +431,8 @@ struct Server::Impl {
       if (other.local) return BusyError("the appliance is busy with job " + jid);
     }
     Job j;
-    uint8_t rnd[6];
-    RandomBytes(rnd, sizeof rnd);
-    j.rec.id = "j-" + ToHex(ByteView(rnd, sizeof rnd));
-    j.rec.kind = run.job;
-    j.rec.state = "running";
-    j.rec.started = NowS();
-    json params = {{"schedule", run.schedule}, {"slot", scheduler::FormatUtc(run.slot)}, {"catch_up", run.catch_up},
-                   {"attempt", run.attempt}};
+    j.rec = NewJobRecord(run.job, run.job == "verify" ? "appliance" : run.agent);
+    json params = SlotParams(run);
     if (run.job == "verify") {
       // The rolling scrub's position survives restarts; a new number of
       // parts starts it again at 1.
@@ -431,12 +441,10 @@ struct Server::Impl {
         unsigned a = 0, b = 0;
         if (std::sscanf(pos->c_str(), "%u/%u", &a, &b) == 2 && b == m && a >= 1 && a <= m) n = a;
       }
-      j.rec.agent = "appliance";
       j.scrub_part = std::to_string(n) + "/" + std::to_string(m);
       params["part"] = j.scrub_part;
       j.local = LocalJob::StartVerify(*repo, n, m);
     } else {
-      j.rec.agent = run.agent;
       params["sample"] = run.drill_sample;
       Status flushed = repo->Flush();  // what arrived so far is readable
       if (flushed.ok()) flushed = MakeDirs(opts.data_dir + "/drills", 0700);
@@ -456,16 +464,11 @@ struct Server::Impl {
   // snapshots, at once (it removes manifests only; held ones stay).
   Result<std::string> RunForget(const scheduler::RunSpec& run) {
     Job j;
-    uint8_t rnd[6];
-    RandomBytes(rnd, sizeof rnd);
-    j.rec.id = "j-" + ToHex(ByteView(rnd, sizeof rnd));
-    j.rec.kind = "forget";
-    j.rec.agent = run.agent;
-    j.rec.state = "running";
-    j.rec.started = NowS();
-    j.rec.params = json{{"schedule", run.schedule}, {"slot", scheduler::FormatUtc(run.slot)},
-                        {"policy", run.retention.ToString()}, {"timezone", run.zone}}
-                       .dump();
+    j.rec = NewJobRecord("forget", run.agent);
+    json params = SlotParams(run);
+    params["policy"] = run.retention.ToString();
+    params["timezone"] = run.zone;
+    j.rec.params = params.dump();
     ForgetRequest fr;
     fr.policy = run.retention;
     fr.hosts = {run.agent};  // custosd stamps an agent's snapshots with its name
@@ -955,13 +958,7 @@ struct Server::Impl {
     auto plan = flushed.ok() ? RestoreJob::Plan(*repo, agent, req) : Result<std::unique_ptr<RestoreJob>>(flushed);
     if (!plan.ok()) return json{{"ok", false}, {"error", plan.status().message()}};
     Job j;
-    uint8_t rnd[6];
-    RandomBytes(rnd, sizeof rnd);
-    j.rec.id = "j-" + ToHex(ByteView(rnd, sizeof rnd));
-    j.rec.agent = agent;
-    j.rec.kind = "restore";
-    j.rec.state = "running";
-    j.rec.started = NowS();
+    j.rec = NewJobRecord("restore", agent);
     j.rec.snapshot = (*plan)->snapshot().id.Hex();
     j.peer = peer_id;
     j.restore = std::move(plan).value();
@@ -1071,13 +1068,7 @@ struct Server::Impl {
     std::string peer_id;
     if (json refused = ReadyAgent(agent, &peer_id); !refused.is_null()) return refused;
     Job j;
-    uint8_t rnd[6];
-    RandomBytes(rnd, sizeof rnd);
-    j.rec.id = "j-" + ToHex(ByteView(rnd, sizeof rnd));
-    j.rec.agent = agent;
-    j.rec.kind = "backup";
-    j.rec.state = "running";
-    j.rec.started = NowS();
+    j.rec = NewJobRecord("backup", agent);
     j.peer = peer_id;
     j.paths = paths;
     LoadHostBlobs(j);
