@@ -89,9 +89,11 @@ struct Job {
   // What "which do you lack?" may be answered from: blobs this agent's host
   // already references, and what arrived in this job. Nothing else, so no
   // agent learns what other servers hold.
-  std::unordered_set<Id, IdHash> host_blobs, received;
+  std::unordered_set<Id, IdHash> host_blobs;
   bool host_blobs_loaded = false;
-  uint64_t data_blobs = 0, tree_blobs = 0, bytes_stored = 0, rejected = 0;
+  // What arrived in this job (`got.received`) and its counts: saved as it
+  // is when custosd stops cleanly (appliance/job_state.h).
+  JobState got;
   // Resumption (cap.md section 7). A job whose agent went silent, or that a
   // previous custosd left running, waits `resume_window_s` for the agent to
   // say HELLO {resume: [job]} (detached_ms: when it started waiting; 0 while
@@ -126,16 +128,6 @@ JobRecord NewJobRecord(const std::string& kind, const std::string& agent) {
 json SlotParams(const scheduler::RunSpec& run) {
   return json{{"schedule", run.schedule}, {"slot", scheduler::FormatUtc(run.slot)}, {"catch_up", run.catch_up},
               {"attempt", run.attempt}};
-}
-
-JobState StateOf(const Job& j) {
-  JobState s;
-  s.data_blobs = j.data_blobs;
-  s.tree_blobs = j.tree_blobs;
-  s.bytes_stored = j.bytes_stored;
-  s.rejected = j.rejected;
-  s.received = j.received;
-  return s;
 }
 
 // A running backup's state saved by a custosd that stops cleanly (after
@@ -643,11 +635,11 @@ struct Server::Impl {
 
   // What a failed backup delivered stays this host's (see SentPath).
   void KeepSentBlobs(Job& j) {
-    if (j.rec.kind != "backup" || j.received.empty()) return;
+    if (j.rec.kind != "backup" || j.got.received.empty()) return;
     Status st = repo->Flush();  // they must be in packs before HAVE counts them
     JobState sent;
     if (auto old = LoadJobState(SentPath(opts.data_dir, j.rec.agent)); old.ok()) sent = std::move(old).value();
-    sent.received.insert(j.received.begin(), j.received.end());
+    sent.received.insert(j.got.received.begin(), j.got.received.end());
     if (st.ok()) st = SaveJobState(SentPath(opts.data_dir, j.rec.agent), sent);
     if (!st.ok()) Log("job " + j.rec.id + ": keeping what arrived for the next run failed: " + st.ToString());
   }
@@ -726,7 +718,7 @@ struct Server::Impl {
         continue;
       }
       if (!st.ok() || j.needs_restart) continue;  // the next daemon asks the agent to walk again
-      Status saved = SaveJobState(ResumePath(opts.data_dir, j.rec.id), StateOf(j));
+      Status saved = SaveJobState(ResumePath(opts.data_dir, j.rec.id), j.got);
       if (!saved.ok()) Log("job " + jid + ": saving its state failed: " + saved.ToString());
       else Log("job " + jid + ": state saved; the agent continues when custosd is back");
     }
@@ -758,11 +750,7 @@ struct Server::Impl {
       }
       auto saved = LoadJobState(ResumePath(opts.data_dir, j.rec.id));
       if (saved.ok()) {
-        j.data_blobs = saved->data_blobs;
-        j.tree_blobs = saved->tree_blobs;
-        j.bytes_stored = saved->bytes_stored;
-        j.rejected = saved->rejected;
-        j.received = std::move(saved->received);
+        j.got = std::move(saved).value();
       } else if (saved.status().code() != Code::kNotFound) {
         Log("job " + r.id + ": its saved state is unusable (" + saved.status().ToString() + ")");
       }
@@ -811,7 +799,7 @@ struct Server::Impl {
       json lack = json::array();
       for (const auto& s : m.header["ids"]) {
         Id bid = *Id::FromHex(s.get<std::string>());  // the codec checked the form
-        if (!j->host_blobs.count(bid) && !j->received.count(bid)) lack.push_back(s);
+        if (!j->host_blobs.count(bid) && !j->got.received.count(bid)) lack.push_back(s);
       }
       Send(id, p, cap::Make("LACK", 0, {{"job", j->rec.id}, {"ids", std::move(lack)}}));
       return;
@@ -852,9 +840,9 @@ struct Server::Impl {
       }
     }
     // A blob sent again after a resume (its CREDIT was lost) counts once.
-    if (j.received.insert(bid).second) {
-      ++(tree ? j.tree_blobs : j.data_blobs);
-      j.bytes_stored += plain->size();
+    if (j.got.received.insert(bid).second) {
+      ++(tree ? j.got.tree_blobs : j.got.data_blobs);
+      j.got.bytes_stored += plain->size();
     }
     return "";
   }
@@ -887,7 +875,7 @@ struct Server::Impl {
       if (!bad.empty()) {
         // Logged with the agent's name; the blob never enters the store.
         Log("agent " + p.agent + ", job " + j.rec.id + ": " + bad);
-        ++j.rejected;
+        ++j.got.rejected;
         if (rejected++ == 0) first_bad = bad;
       }
     }
@@ -1033,10 +1021,10 @@ struct Server::Impl {
     // What arrived is the appliance's own count (atime table pieces travel
     // as data blobs: told apart here).
     o.atime_blobs_added = 0;
-    for (const Id& a : man.atimes) o.atime_blobs_added += j.received.count(a);
-    o.data_blobs_added = j.data_blobs - std::min(j.data_blobs, o.atime_blobs_added);
-    o.tree_blobs_added = j.tree_blobs;
-    o.bytes_added = j.bytes_stored;
+    for (const Id& a : man.atimes) o.atime_blobs_added += j.got.received.count(a);
+    o.data_blobs_added = j.got.data_blobs - std::min(j.got.data_blobs, o.atime_blobs_added);
+    o.tree_blobs_added = j.got.tree_blobs;
+    o.bytes_added = j.got.bytes_stored;
     o.duration_s = double(NowS() - j.rec.started);
     auto sid = repo->SaveSnapshot(snapshot::EncodeManifest(man));
     if (!sid.ok()) {
@@ -1048,7 +1036,8 @@ struct Server::Impl {
     j.rec.files = o.total_files;
     j.rec.bytes = o.total_bytes;
     Send(id, p, cap::Make("DONE", 0, {{"job", j.rec.id}, {"snapshot", sid->Hex()}}));
-    EndJob(j, man.partial ? "partial" : "ok", j.rejected ? std::to_string(j.rejected) + " blobs rejected" : "");
+    EndJob(j, man.partial ? "partial" : "ok",
+           j.got.rejected ? std::to_string(j.got.rejected) + " blobs rejected" : "");
   }
 
   json StartBackup(const json& req) {
@@ -1111,8 +1100,8 @@ struct Server::Impl {
   json LiveJobJson(const Job& j) const {
     json out = JobJson(j.rec);
     out["waiting_for_agent"] = j.detached_ms != 0;
-    out["blobs_received"] = j.received.size();
-    out["bytes_received"] = j.bytes_stored;
+    out["blobs_received"] = j.got.received.size();
+    out["bytes_received"] = j.got.bytes_stored;
     if (j.detached_ms) out["waiting_s"] = (NowMs() - j.detached_ms) / 1000;
     return out;
   }
