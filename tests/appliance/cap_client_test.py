@@ -40,6 +40,16 @@ def check(cond, what):
         failures.append(what)
 
 
+def finish(proc, timeout=20):
+    """Waits for an operator command started with Popen (killed after `timeout` s); its stderr."""
+    try:
+        _, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, err = proc.communicate()
+    return err
+
+
 def blob_entry(blob_id, kind, compression, size, payload):
     """One entry of a BLOB message's "blobs" list (section 5.1)."""
     return {"id": blob_id, "kind": kind, "compression": compression, "size": size, "length": len(payload)}
@@ -257,11 +267,7 @@ def main():
         missing = hashlib.sha256(b"a tree that never arrived").hexdigest()
         b.send("COMMIT", {"job": jid, "tree": missing, "atimes": [], "paths": ["/srv/x"], "summary": {}})
         check(is_error(b.recv(), 422), "COMMIT of a tree that never arrived: 422")
-        try:
-            _, job_err = job_cli.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            job_cli.kill()
-            _, job_err = job_cli.communicate()
+        job_err = finish(job_cli)
         check(job_cli.returncode == 1 and "failed" in job_err,
               "the operator's custos backup --agent reports the job failed (exit %s: %s)"
               % (job_cli.returncode, job_err.strip()))
@@ -297,11 +303,7 @@ def main():
         check(is_error(b.recv(), 403), "WANT of a blob outside the job: 403")
         b.send("WANT", {"job": rjid, "ids": [params.get("tree", "0" * 64)]})
         check(is_error(b.recv(), 404), "... and the job is over (404 for the next WANT)")
-        try:
-            _, rerr = restore_cli.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            restore_cli.kill()
-            _, rerr = restore_cli.communicate()
+        rerr = finish(restore_cli)
         check(restore_cli.returncode == 1 and "failed" in rerr,
               "the operator's custos restore --agent reports the job failed (exit %s: %s)"
               % (restore_cli.returncode, rerr.strip()))

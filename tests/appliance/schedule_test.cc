@@ -30,6 +30,11 @@ bool Within(int seconds, F pred) {
   return false;
 }
 
+// custosd config text that sends alerts to `web`.
+std::string WebhookConfig(const alerttest::HttpSink& web) {
+  return "[alerts]\nwebhook_url = \"" + web.url("/hook") + "\"\n";
+}
+
 json Jobs(const Appliance& a, const std::string& args = "") {
   RunResult r = Cli(a.data, "--json jobs -n 100 " + args);
   REQUIRE(r.exit_code == 0);
@@ -41,7 +46,7 @@ json Jobs(const Appliance& a, const std::string& args = "") {
 TEST_CASE("schedules: add, list, remove; a scheduled backup runs by itself; catch-up after downtime",
           "[appliance][scheduler]") {
   alerttest::HttpSink web;
-  AgentSite site("db01", "[alerts]\nwebhook_url = \"" + web.url("/hook") + "\"\n");
+  AgentSite site("db01", WebhookConfig(web));
   Appliance& a = site.a;
   const std::string& src = site.src;
   test::WriteString(src + "/config", "every minute");
@@ -198,7 +203,7 @@ jitter_s = 600
 TEST_CASE("schedules: run now; the rolling scrub finds damage, records it in the job history and alerts",
           "[appliance][scheduler]") {
   alerttest::HttpSink web;
-  AgentSite site("db01", "[alerts]\nwebhook_url = \"" + web.url("/hook") + "\"\n");
+  AgentSite site("db01", WebhookConfig(web));
   Appliance& a = site.a;
   const std::string& src = site.src;
   test::WriteBytes(src + "/data.bin", test::RandomBytes(2u << 20, 3));
