@@ -256,12 +256,13 @@ Status Registry::SaveJob(const JobRecord& j) {
   return Status::Ok();
 }
 
-Result<std::vector<JobRecord>> Registry::Jobs(int limit, const std::string& agent, bool failed_only) {
-  Stmt q(db_,
-         "SELECT id, agent, kind, state, started, ended, params, snapshot, error, files, bytes, report FROM jobs"
-         " WHERE (?2 = '' OR agent = ?2) AND (?3 = 0 OR state IN ('failed', 'missed'))"
-         " ORDER BY started DESC, rowid DESC LIMIT ?1");
-  q.Bind(1, int64_t(limit)).Bind(2, agent).Bind(3, int64_t(failed_only ? 1 : 0));
+namespace {
+
+constexpr const char* kJobColumns =
+    "SELECT id, agent, kind, state, started, ended, params, snapshot, error, files, bytes, report FROM jobs";
+
+// The rows of a query on kJobColumns.
+Result<std::vector<JobRecord>> JobRows(Stmt& q) {
   std::vector<JobRecord> out;
   int rc;
   while ((rc = q.Step()) == SQLITE_ROW) {
@@ -270,6 +271,30 @@ Result<std::vector<JobRecord>> Registry::Jobs(int limit, const std::string& agen
   }
   if (rc != SQLITE_DONE) return q.Error("jobs");
   return out;
+}
+
+}  // namespace
+
+Result<std::vector<JobRecord>> Registry::Jobs(int limit, const std::string& agent, bool failed_only) {
+  Stmt q(db_, (std::string(kJobColumns) +
+               " WHERE (?2 = '' OR agent = ?2) AND (?3 = 0 OR state IN ('failed', 'missed'))"
+               " ORDER BY started DESC, rowid DESC LIMIT ?1")
+                  .c_str());
+  q.Bind(1, int64_t(limit)).Bind(2, agent).Bind(3, int64_t(failed_only ? 1 : 0));
+  return JobRows(q);
+}
+
+Result<std::optional<JobRecord>> Registry::FindJob(const std::string& id) {
+  Stmt q(db_, (std::string(kJobColumns) + " WHERE id = ?1").c_str());
+  q.Bind(1, id);
+  ASSIGN_OR_RETURN(auto rows, JobRows(q));
+  if (rows.empty()) return std::optional<JobRecord>();
+  return std::optional<JobRecord>(std::move(rows[0]));
+}
+
+Result<std::vector<JobRecord>> Registry::RunningJobs() {
+  Stmt q(db_, (std::string(kJobColumns) + " WHERE state = 'running' ORDER BY started, rowid").c_str());
+  return JobRows(q);
 }
 
 Result<int64_t> Registry::AddSchedule(const scheduler::Schedule& s) {

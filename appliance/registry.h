@@ -81,6 +81,10 @@ class Registry {
   // The newest `limit` jobs, newest first; only `agent`'s when not empty,
   // only failed and missed ones when `failed_only`.
   Result<std::vector<JobRecord>> Jobs(int limit = 100, const std::string& agent = "", bool failed_only = false);
+  // One job by ID (none if there is no such row), and every job still
+  // "running" (what a stopped custosd left), oldest first.
+  Result<std::optional<JobRecord>> FindJob(const std::string& id);
+  Result<std::vector<JobRecord>> RunningJobs();
 
   // Schedules added with `custos schedule add` (schema 3). AddSchedule
   // assigns the ID; RemoveSchedule is NotFound for an unknown one.

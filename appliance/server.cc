@@ -259,14 +259,10 @@ struct Server::Impl {
     }
     std::string State(const std::string& job, std::string* error) override {
       if (d.jobs.count(job)) return "running";
-      auto hist = d.reg->Jobs(1000);
-      if (hist.ok()) {
-        for (const auto& r : *hist) {
-          if (r.id == job) {
-            *error = r.error;
-            return r.state == "running" ? "failed" : r.state;  // not in memory: it cannot still run
-          }
-        }
+      auto r = d.reg->FindJob(job);
+      if (r.ok() && *r) {
+        *error = (*r)->error;
+        return (*r)->state == "running" ? "failed" : (*r)->state;  // not in memory: it cannot still run
       }
       *error = "job " + job + " is gone from the history";
       return "failed";
@@ -691,13 +687,10 @@ struct Server::Impl {
         continue;
       }
       json result = {{"action", "gone"}};
-      auto hist = reg->Jobs(1000);
-      if (hist.ok()) {
-        for (const auto& r : *hist) {
-          if (r.id == jid && r.agent == p.agent && !r.snapshot.empty() && (r.state == "ok" || r.state == "partial")) {
-            result = json{{"action", "done"}, {"snapshot", r.snapshot}};
-          }
-        }
+      auto r = reg->FindJob(jid);
+      if (r.ok() && *r && (*r)->agent == p.agent && !(*r)->snapshot.empty() &&
+          ((*r)->state == "ok" || (*r)->state == "partial")) {
+        result = json{{"action", "done"}, {"snapshot", (*r)->snapshot}};
       }
       out[jid] = result;
     }
@@ -727,10 +720,12 @@ struct Server::Impl {
 
   // At start: backups a previous custosd left running wait for their agents.
   void AdoptJobs() {
-    auto hist = reg->Jobs(1000);
-    if (!hist.ok()) return;
-    for (const auto& r : *hist) {
-      if (r.state != "running") continue;
+    auto running = reg->RunningJobs();
+    if (!running.ok()) {
+      Log("jobs left running: " + running.status().ToString());
+      return;
+    }
+    for (const auto& r : *running) {
       if (r.kind != "backup") {
         JobRecord f = r;
         f.state = "failed";
@@ -1283,12 +1278,9 @@ struct Server::Impl {
     if (cmd == "job") {
       std::string jid = req.value("job", "");
       if (auto it = jobs.find(jid); it != jobs.end()) return json{{"ok", true}, {"job", LiveJobJson(it->second)}};
-      auto hist = reg->Jobs(1000);
-      if (hist.ok()) {
-        for (const auto& r : *hist) {
-          if (r.id == jid) return json{{"ok", true}, {"job", JobJson(r)}};
-        }
-      }
+      auto r = reg->FindJob(jid);
+      if (!r.ok()) return json{{"ok", false}, {"error", r.status().message()}};
+      if (*r) return json{{"ok", true}, {"job", JobJson(**r)}};
       return json{{"ok", false}, {"error", "no job " + jid}};
     }
     if (IsRetentionCommand(cmd)) {  // forget and holds: the same handler as `custos forget --repo`

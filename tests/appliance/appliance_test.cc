@@ -189,4 +189,16 @@ TEST_CASE("registry: job history, newest first, filtered by agent and failure", 
   REQUIRE(db01.ok());
   REQUIRE(db01->size() == 1);
   REQUIRE((*db01)[0].id == "j-1");
+  // By ID, and what is still running (j-2), whatever the history's length.
+  auto one = (*reg)->FindJob("j-3");
+  REQUIRE(one.ok());
+  REQUIRE(*one);
+  REQUIRE((*one)->state == "missed");
+  auto none = (*reg)->FindJob("j-nope");
+  REQUIRE(none.ok());
+  REQUIRE_FALSE(*none);
+  auto running = (*reg)->RunningJobs();
+  REQUIRE(running.ok());
+  REQUIRE(running->size() == 1);
+  REQUIRE((*running)[0].id == "j-2");
 }
