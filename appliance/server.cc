@@ -51,15 +51,6 @@ int64_t NowMs() {
       .count();
 }
 
-std::string NowUtc() {
-  time_t t = ::time(nullptr);
-  tm g;
-  gmtime_r(&t, &g);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &g);
-  return buf;
-}
-
 void Log(const std::string& line) { std::fprintf(stderr, "custosd: %s\n", EscapeForDisplay(line).c_str()); }
 
 std::optional<CurveKey> KeyFromHex(std::string_view hex) {
@@ -1194,7 +1185,7 @@ struct Server::Impl {
           m.header["version"].get<std::string>() + ")");
       json resumed = ResumeJobs(id, p, m);
       Send(id, p, cap::Make("WELCOME", 0, {{"heartbeat_ms", opts.heartbeat_ms}, {"credit", kInitialCredit},
-                                           {"time", NowUtc()}, {"jobs", std::move(resumed)}}));
+                                           {"time", scheduler::FormatUtc(scheduler::Now())}, {"jobs", std::move(resumed)}}));
       return;
     }
     if (m.type == "PING") return Send(id, p, cap::Make("PONG", 0));
