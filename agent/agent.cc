@@ -15,6 +15,7 @@
 #include <memory>
 #include <thread>
 
+#include "agent/remote_collect.h"
 #include "agent/remote_source.h"
 #include "agent/remote_target.h"
 #include "appliance/registry.h"
@@ -247,6 +248,14 @@ Status Agent::Run(const RunOptions& options) {
     }
   } guard{job};
   std::unique_ptr<RestoreRun> restore;  // a restore job (agent/remote_source.h); its destructor joins
+  std::unique_ptr<CollectRun> collect;  // an evidence collection (agent/remote_collect.h); likewise
+  int collect_breaks = 0, restore_breaks = 0;
+  auto busy_with = [&]() -> std::string {
+    if (job) return job->id;
+    if (restore) return restore->id();
+    if (collect) return collect->id();
+    return "";
+  };
   try {
     zmq::context_t ctx(1);
     int heartbeat_ms = 5000;
@@ -260,7 +269,7 @@ Status Agent::Run(const RunOptions& options) {
                                 {"version", kCustosVersion},
                                 {"host", HostName()},
                                 {"os", "linux"},
-                                {"resume", job ? json::array({job->id}) : json::array()}}));
+                                {"resume", busy_with().empty() ? json::array() : json::array({busy_with()})}}));
       auto last_heard = std::chrono::steady_clock::now();
       auto last_sent = last_heard;
       bool greeted = false;
@@ -274,6 +283,7 @@ Status Agent::Run(const RunOptions& options) {
       };
       auto end_job = [&](const std::string& why, bool drop_cache = false) {
         restore.reset();  // abandons a running restore
+        collect.reset();  // and a collection
         if (!job) return;
         job->Abandon(why, drop_cache);
         job.reset();
@@ -281,9 +291,23 @@ Status Agent::Run(const RunOptions& options) {
       // The session is over but the job is not: the next session asks the
       // appliance to continue it (cap.md section 7).
       auto detach_job = [&](const std::string& why) {
-        if (restore) {  // restores do not resume (cap.md section 7): the appliance fails them
-          say("restore job " + restore->id() + " abandoned: " + why);
-          restore.reset();
+        if (restore) {
+          if (++restore_breaks > kMaxBreaks) {
+            say("restore job " + restore->id() + " given up: " + why);
+            restore.reset();
+          } else {
+            restore->Detach();
+            say("restore job " + restore->id() + " waits for the appliance: " + why);
+          }
+        }
+        if (collect) {
+          if (++collect_breaks > kMaxBreaks) {
+            say("collection job " + collect->id() + " given up: " + why);
+            collect.reset();
+          } else {
+            collect->Detach();
+            say("collection job " + collect->id() + " waits for the appliance: " + why);
+          }
         }
         if (!job) return;
         if (++job->breaks > kMaxBreaks) {
@@ -296,7 +320,7 @@ Status Agent::Run(const RunOptions& options) {
         say("backup job " + job->id + " waits for the appliance: " + why);
       };
       while (!stop_.load()) {
-        auto r = Receive(*sock, job || restore ? 5 : 200);
+        auto r = Receive(*sock, job || restore || collect ? 5 : 200);
         auto now = std::chrono::steady_clock::now();
         if (r) {
           last_heard = now;
@@ -307,6 +331,29 @@ Status Agent::Run(const RunOptions& options) {
             heartbeat_ms = int(m.header["heartbeat_ms"].get<uint64_t>());
             credit = m.header["credit"].get<uint64_t>();
             say("connected as " + s.name);
+            if (restore) {
+              const json& js = m.header["jobs"];
+              if (js.contains(restore->id()) && js[restore->id()].is_object() &&
+                  js[restore->id()].value("action", "") == "continue") {
+                restore->Resumed(1);
+                say("restore job " + restore->id() + " continues");
+              } else {
+                say("restore job " + restore->id() + " given up: the appliance no longer runs it");
+                restore.reset();
+              }
+            }
+            if (collect) {
+              const json& js = m.header["jobs"];
+              bool cont = js.contains(collect->id()) && js[collect->id()].is_object() &&
+                          js[collect->id()].value("action", "") == "continue";
+              if (cont) {
+                collect->Resumed(1);
+                say("collection job " + collect->id() + " continues");
+              } else {
+                say("collection job " + collect->id() + " given up: the appliance no longer runs it");
+                collect.reset();
+              }
+            }
             if (job) {
               // What the appliance says about the job this agent was running.
               const json& js = m.header["jobs"];
@@ -335,15 +382,25 @@ Status Agent::Run(const RunOptions& options) {
             send(cap::Make("PONG", 0));
           } else if (m.type == "JOB") {
             std::string id = m.header["job"];
-            if (job || restore) {
-              send(cap::MakeError(0, cap::ErrorCode::kOutOfOrder, "busy with job " + (job ? job->id : restore->id()),
-                                  m.seq));
+            if (!busy_with().empty()) {
+              send(cap::MakeError(0, cap::ErrorCode::kOutOfOrder, "busy with job " + busy_with(), m.seq));
+            } else if (m.header["kind"] == "collect") {
+              auto r = CollectRun::Start(id, m.seq, m.header["params"]);
+              if (!r.ok()) {
+                send(cap::MakeError(0, cap::ErrorCode::kMalformed, r.status().message(), m.seq));
+              } else {
+                collect = std::move(r).value();
+                collect_breaks = 0;
+                send(cap::Make("ACCEPT", 0, {{"job", id}}));
+                say("collection job " + id + " started");
+              }
             } else if (m.header["kind"] == "restore") {
               auto r = RestoreRun::Start(id, m.seq, m.header["params"]);
               if (!r.ok()) {
                 send(cap::MakeError(0, cap::ErrorCode::kMalformed, r.status().message(), m.seq));
               } else {
                 restore = std::move(r).value();
+                restore_breaks = 0;
                 send(cap::Make("ACCEPT", 0, {{"job", id}}));
                 say("restore job " + id + " started");
               }
@@ -369,6 +426,7 @@ Status Agent::Run(const RunOptions& options) {
             }
           } else if ((m.type == "BLOB" || m.type == "LACK") && restore && m.header["job"] == restore->id()) {
             restore->OnMessage(m);
+            restore_breaks = 0;
           } else if (m.type == "LACK" && job && m.header["job"] == job->id) {
             job->breaks = 0;
             job->target->OnLack(m.header["ids"]);
@@ -379,6 +437,12 @@ Status Agent::Run(const RunOptions& options) {
               job->breaks = 0;
               job->target->OnCredit();
             }
+            if (collect && m.header["job"] == collect->id()) {
+              collect_breaks = 0;
+              collect->OnCredit();
+            }
+          } else if (m.type == "REDO" && collect && m.header["job"] == collect->id()) {
+            collect->OnRedo(m.header["items"]);
           } else if (m.type == "DONE" && job && m.header["job"] == job->id) {
             if (auto snap = Id::FromHex(m.header["snapshot"].get<std::string>())) {
               job->target->OnDone(*snap);
@@ -400,7 +464,7 @@ Status Agent::Run(const RunOptions& options) {
               detach_job("the session with the appliance is out of step");
               break;
             }
-            if (job || restore) {
+            if (job || restore || collect) {
               // The appliance refused the job (its blobs or COMMIT, or it no
               // longer knows it): it may lack what the files cache says.
               end_job("appliance error " + std::to_string(code) + ": " + reason, true);
@@ -411,6 +475,10 @@ Status Agent::Run(const RunOptions& options) {
         if (restore && greeted && restore->Pump(send)) {
           say("restore job " + restore->id() + " " + restore->Summary());
           restore.reset();
+        }
+        if (collect && greeted && collect->Pump(send, &credit, &slots)) {
+          say("collection job " + collect->id() + " " + collect->Summary());
+          collect.reset();
         }
         if (job && greeted) {
           job->target->Pump(send, &credit, &slots);

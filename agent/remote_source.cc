@@ -143,6 +143,7 @@ void RemoteSource::Pump(const std::function<void(cap::Message)>& send) {
         queue->pop_front();
       }
       outstanding_ += n;
+      for (const auto& s : ids) inflight_.push_back(*Id::FromHex(s.get<std::string>()));
       send(cap::Make("WANT", 0, {{"job", job_}, {"ids", std::move(ids)}}));
     }
   }
@@ -156,6 +157,7 @@ void RemoteSource::OnBlob(const cap::Message& m) {
     size_t n = e["length"].get<uint64_t>();
     auto id = Id::FromHex(e["id"].get<std::string>());
     if (outstanding_ > 0) --outstanding_;
+    if (id) Answered(*id);
     Arrived a;
     a.zstd = e["compression"] == "zstd";
     a.raw_size = e["size"];
@@ -182,6 +184,7 @@ void RemoteSource::OnLack(const json& ids) {
     auto id = Id::FromHex(s.get<std::string>());
     if (!id) continue;
     if (outstanding_ > 0) --outstanding_;
+    Answered(*id);
     Arrived a;
     a.lacked = "unreadable in the appliance's repository";
     if (trees_requested_.count(*id) && !trees_.count(*id)) {
@@ -191,6 +194,28 @@ void RemoteSource::OnLack(const json& ids) {
     }
   }
   cv_.notify_all();
+}
+
+void RemoteSource::Answered(const Id& id) {
+  // In order, so almost always the front.
+  auto it = std::find(inflight_.begin(), inflight_.end(), id);
+  if (it != inflight_.end()) inflight_.erase(it);
+}
+
+void RemoteSource::Detach() {
+  std::lock_guard<std::mutex> g(mu_);
+  // Asked again first, in the order they were asked.
+  for (auto it = inflight_.rbegin(); it != inflight_.rend(); ++it) {
+    if (trees_requested_.count(*it) && !trees_.count(*it)) tree_queue_.push_front(*it);
+    else if (data_pending_.count(*it)) data_queue_.push_front(*it);
+  }
+  inflight_.clear();
+  outstanding_ = 0;
+  // The new session's appliance side starts with no credit: grant the
+  // window again (what waits here was already counted, so memory may
+  // briefly hold up to twice the window).
+  initial_credit_sent_ = false;
+  to_return_ = 0;
 }
 
 void RemoteSource::Fail(const std::string& reason) {

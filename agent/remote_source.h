@@ -77,6 +77,10 @@ class RemoteSource : public restore::RestoreSource {
   // The job ended (an ERROR, a lost connection, the agent stopping): every
   // waiting and later call fails with `reason`.
   void Fail(const std::string& reason);
+  // The session broke (cap.md section 7): the IDs wanted and not yet
+  // answered are asked for again, and the credit granted afresh, on the
+  // next session that continues the job. What arrived is kept.
+  void Detach();
 
  private:
   struct Arrived {
@@ -85,6 +89,7 @@ class RemoteSource : public restore::RestoreSource {
     std::string payload;
     std::string lacked;  // non-empty: the appliance could not give it (why)
   };
+  void Answered(const Id& id);  // mu_ held
   // Decompresses and checks one blob.
   static Result<Bytes> Decode(const Id& id, const Arrived& a);
 
@@ -95,6 +100,7 @@ class RemoteSource : public restore::RestoreSource {
   bool initial_credit_sent_ = false;
   uint64_t to_return_ = 0;  // credit consumed here and not yet given back
   size_t outstanding_ = 0;  // IDs wanted and not yet answered
+  std::deque<Id> inflight_;  // those IDs, in the order asked (answers come in that order)
   // Trees: queued (front first), requested (queued or in flight, not yet
   // read), arrived (waiting for the walk).
   std::deque<Id> tree_queue_;
@@ -126,6 +132,10 @@ class RestoreRun {
   void OnMessage(const protocol::Message& m);
   // Ends the job from the session's side and joins the thread.
   void Abandon(const std::string& why);
+  // The session broke; the job continues on the next one (Detach), where
+  // an ERROR about it refers to the resuming HELLO.
+  void Detach() { source_.Detach(); }
+  void Resumed(uint64_t hello_seq) { job_seq_ = hello_seq; }
   // "restored N files, M failed" once over.
   std::string Summary() const;
 
@@ -133,7 +143,7 @@ class RestoreRun {
   RestoreRun(std::string job, uint64_t job_seq) : job_(std::move(job)), job_seq_(job_seq), source_(job_) {}
 
   const std::string job_;
-  const uint64_t job_seq_;
+  uint64_t job_seq_;
   RemoteSource source_;
   restore::RestoreOptions options_;
   Id tree_;

@@ -63,6 +63,14 @@ class RestoreJob {
   // Either fails the job.
   Status OnWant(const nlohmann::json& ids);
   void OnCredit(uint64_t bytes) { credit_ += bytes; }
+  // The agent resumes the job on a new session (cap.md section 7): it asks
+  // again for what it wanted and grants fresh credit, so what this side
+  // held for the old session is dropped.
+  void Resume() {
+    wanted_.clear();
+    head_.reset();
+    credit_ = 0;
+  }
   // Sends (through `send`, which numbers the message) every BLOB the
   // credit allows, and a LACK for each wanted blob that cannot be read.
   void Pump(const std::string& job, const std::function<void(protocol::Message)>& send);

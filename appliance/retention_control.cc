@@ -17,11 +17,11 @@ using nlohmann::json;
 namespace {
 
 // The policy's counts by their request keys, one table for both directions.
-struct Count {
+struct PolicyCount {
   const char* key;
   int scheduler::RetentionPolicy::*field;
 };
-constexpr Count kCounts[] = {{"keep_last", &scheduler::RetentionPolicy::keep_last},
+constexpr PolicyCount kCounts[] = {{"keep_last", &scheduler::RetentionPolicy::keep_last},
                              {"keep_hourly", &scheduler::RetentionPolicy::keep_hourly},
                              {"keep_daily", &scheduler::RetentionPolicy::keep_daily},
                              {"keep_weekly", &scheduler::RetentionPolicy::keep_weekly},

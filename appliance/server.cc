@@ -17,6 +17,8 @@
 #include <set>
 #include <unordered_set>
 
+#include "appliance/case_control.h"
+#include "appliance/collect_job.h"
 #include "appliance/job_state.h"
 #include "appliance/local_job.h"
 #include "appliance/registry.h"
@@ -26,6 +28,9 @@
 #include "base/crypto.h"
 #include "base/file_util.h"
 #include "base/version.h"
+#include "evidence/case_store.h"
+#include "evidence/checkpoint.h"
+#include "evidence/recipe.h"
 #include "protocol/message.h"
 #include "scheduler/scheduler.h"
 #include "restore/report.h"
@@ -66,6 +71,7 @@ struct Peer {
   uint64_t out_seq = 0;
   bool greeted = false;
   std::string agent;
+  std::string agent_key;  // "sha256:<hex>" of its CURVE public key (the ledger's actor key)
   std::string version;
   int64_t last_seen_ms = 0;
   uint64_t credit = kInitialCredit;  // payload bytes the agent may still send
@@ -96,6 +102,11 @@ struct Job {
   bool needs_restart = false;
   std::unique_ptr<RestoreJob> restore;  // kind "restore" (appliance/restore_job.h)
   std::unique_ptr<LocalJob> local;      // kinds "verify" and "drill": run by custosd itself
+  std::unique_ptr<CollectJob> collect;  // kind "collect" (appliance/collect_job.h)
+  // A backup started by `custos case snapshot`: held for this case when it
+  // commits, with this label, by this operator.
+  std::string hold_case, hold_label;
+  evidence::Actor hold_by;
   std::string scrub_part;               // verify: "n/m"
 };
 
@@ -224,6 +235,7 @@ struct Server::Impl {
   zmq::socket_t control{ctx, zmq::socket_type::rep};
   std::unique_ptr<Registry> reg;
   std::unique_ptr<storage::Repository> repo;
+  std::unique_ptr<evidence::CaseStore> cases;  // DATA/evidence
   std::string public_z85, secret_z85, bound;
   Fd lock;
   std::map<std::string, Peer> peers;  // by ROUTER routing id
@@ -583,6 +595,12 @@ struct Server::Impl {
       auto o = j.restore->Fail(j.rec.agent, error);
       j.rec.report = o.report;
     }
+    if (j.collect) {  // the task's end goes into the case's ledger, however it ended
+      Status st = j.collect->End(state, error);
+      if (!st.ok()) Log("job " + j.rec.id + ": recording the task's end in the case failed: " + st.ToString());
+      j.rec.files = j.collect->items();
+      j.rec.bytes = j.collect->bytes();
+    }
     j.rec.state = state;
     j.rec.error = error;
     j.rec.ended = NowS();
@@ -633,7 +651,7 @@ struct Server::Impl {
 
   // The agent of `j` is gone: a backup waits for it to resume; other jobs fail.
   void DetachJob(Job& j, const std::string& why) {
-    if (j.rec.kind != "backup") return EndJob(j, "failed", why);
+    if (j.rec.kind != "backup" && j.rec.kind != "collect" && j.rec.kind != "restore") return EndJob(j, "failed", why);
     j.peer.clear();
     j.detached_ms = NowMs();
     Log("job " + j.rec.id + ": " + why + "; waiting up to " + std::to_string(opts.resume_window_s) +
@@ -666,7 +684,8 @@ struct Server::Impl {
         j.peer = id;
         j.detached_ms = 0;
         j.job_seq = hello.seq;  // the agent's ERROR about this job now refers to this HELLO
-        LoadHostBlobs(j);
+        if (j.rec.kind == "backup") LoadHostBlobs(j);
+        if (j.restore) j.restore->Resume();
         if (j.needs_restart) {
           j.needs_restart = false;
           out[jid] = json{{"action", "restart"}};
@@ -698,6 +717,10 @@ struct Server::Impl {
         j.rec.state = "failed";
         j.rec.error = "the appliance stopped during the job";
         j.rec.ended = NowS();
+        if (j.collect) {
+          Status ended = j.collect->End("failed", j.rec.error);
+          if (!ended.ok()) Log("job " + jid + ": " + ended.ToString());
+        }
         SaveJob(j);
         continue;
       }
@@ -722,6 +745,7 @@ struct Server::Impl {
         f.state = "failed";
         f.error = "the appliance stopped during the job; run it again";
         f.ended = NowS();
+        if (r.kind == "collect") RecordLostTask(r, f.error);
         Status st = reg->SaveJob(f);
         if (!st.ok()) Log(st.ToString());
         continue;
@@ -781,6 +805,7 @@ struct Server::Impl {
       return;
     }
     if (j->restore) return HandleRestoreMessage(id, p, *j, m);
+    if (j->collect) return HandleCollectMessage(id, p, *j, m);
     if (m.type == "HAVE") {
       json lack = json::array();
       for (const auto& s : m.header["ids"]) {
@@ -1022,8 +1047,159 @@ struct Server::Impl {
     j.rec.files = o.total_files;
     j.rec.bytes = o.total_bytes;
     Send(id, p, cap::Make("DONE", 0, {{"job", j.rec.id}, {"snapshot", sid->Hex()}}));
+    if (!j.hold_case.empty()) {  // `custos case snapshot`: held at once
+      auto held = HoldForCase(*cases, *repo, j.hold_case, sid->Hex(), "case " + j.hold_case + ": " + j.hold_label,
+                              j.hold_by);
+      if (!held.ok()) {
+        EndJob(j, "failed", "snapshot " + sid->Hex().substr(0, 8) + " saved but not held: " + held.status().message());
+        return;
+      }
+      Log("job " + j.rec.id + ": snapshot " + sid->Hex().substr(0, 8) + " held for case " + j.hold_case);
+    }
     EndJob(j, man.partial ? "partial" : "ok",
            j.got.rejected ? std::to_string(j.got.rejected) + " blobs rejected" : "");
+  }
+
+  // EVIDENCE of a collection job (cap.md section 5.3): recorded, then
+  // REDO for items that arrived damaged, then one CREDIT.
+  void HandleCollectMessage(const std::string& id, Peer& p, Job& j, const cap::Message& m) {
+    if (m.type != "EVIDENCE") {
+      SendError(id, p, cap::ErrorCode::kOutOfOrder, m.type + " is not part of a collection job", m.seq);
+      return;
+    }
+    const std::string& payload = m.payloads[0];
+    if (payload.size() > p.credit) {
+      SendError(id, p, cap::ErrorCode::kCreditExceeded, "EVIDENCE exceeds the credit left", m.seq);
+      EndJob(j, "failed", "the agent exceeded its credit");
+      return;
+    }
+    auto out = j.collect->OnEvidence(m.header["n"], m.header["events"], payload);
+    if (!out.error.ok()) {
+      SendError(id, p, cap::ErrorCode::kMalformed, out.error.message(), m.seq);
+      EndJob(j, "failed", "agent " + j.rec.agent + ": " + out.error.message());
+      return;
+    }
+    j.rec.files = j.collect->items();
+    j.rec.bytes = j.collect->bytes();
+    if (!out.redo.empty()) Send(id, p, cap::Make("REDO", 0, {{"job", j.rec.id}, {"items", out.redo}}));
+    Send(id, p, cap::Make("CREDIT", 0, {{"job", j.rec.id}, {"bytes", uint64_t(payload.size())}}));
+    if (out.finished) {
+      Log("job " + j.rec.id + ": collection for case " + json::parse(j.rec.params)["case"].get<std::string>() +
+          " done: " + j.collect->Summary());
+      EndJob(j, j.collect->state(), "");
+    }
+  }
+
+  // A collection a previous daemon left running: its task ends failed in
+  // the case's ledger (the agent's stream cannot be resumed across a
+  // restart; cap.md section 7).
+  void RecordLostTask(const JobRecord& r, const std::string& why) {
+    json params = json::parse(r.params, nullptr, false);
+    if (!params.is_object() || !params["case"].is_string() || !params["task"].is_number_unsigned()) return;
+    json body = {{"task", params["task"]}, {"host", r.agent}, {"state", "failed"}, {"error", why},
+                 {"planned", 0}, {"collected", r.files}, {"failed", 0}};
+    auto st = cases->Append(params["case"].get<std::string>(), "task.end", body,
+                            evidence::Actor{"appliance", "custosd", cases->KeyFingerprint()});
+    if (!st.ok()) Log("job " + r.id + ": " + st.status().ToString());
+  }
+
+  // `custos case collect`: a recipe (built-in profile, the operator's own
+  // text, or --path) run by the agent for the case.
+  json StartCollect(const json& req) {
+    std::string agent = req.value("agent", "");
+    std::string case_id = req.value("case", "");
+    Result<evidence::Recipe> recipe = InvalidArgumentError("case collect: give --profile, --recipe or --path");
+    if (req.contains("profile") && req["profile"].is_string()) {
+      recipe = evidence::BuiltinProfile(req["profile"].get<std::string>());
+    } else if (req.contains("recipe") && req["recipe"].is_string()) {
+      recipe = evidence::ParseRecipe(req["recipe"].get<std::string>());
+    } else if (req.contains("paths") && req["paths"].is_array()) {
+      std::vector<std::string> paths;
+      for (const auto& x : req["paths"]) {
+        if (x.is_string()) paths.push_back(x.get<std::string>());
+      }
+      recipe = evidence::PathsRecipe(paths);
+    }
+    if (!recipe.ok()) return json{{"ok", false}, {"error", recipe.status().message()}};
+    auto info = cases->Show(case_id);
+    if (!info.ok()) return json{{"ok", false}, {"error", info.status().message()}, {"code", "not-found"}};
+    if (info->state != "open") return json{{"ok", false}, {"error", "case " + case_id + " is closed"}};
+    std::string peer_id;
+    if (json refused = ReadyAgent(agent, &peer_id); !refused.is_null()) return refused;
+    Peer& p = peers[peer_id];
+    CollectJob::Request cr;
+    cr.case_id = case_id;
+    cr.agent = agent;
+    cr.agent_key = p.agent_key;
+    cr.recipe = std::move(recipe).value();
+    try {
+      cr.excludes = req.value("excludes", std::vector<std::string>{});
+      cr.max_file_bytes = req.value("max_file_bytes", uint64_t(0));
+      cr.cmd_timeout_s = req.value("cmd_timeout_s", 300);
+    } catch (const json::exception& e) {
+      return json{{"ok", false}, {"error", std::string("case collect: ") + e.what()}};
+    }
+    auto job = CollectJob::Start(*cases, cr, OperatorActor(req));
+    if (!job.ok()) return json{{"ok", false}, {"error", job.status().message()}};
+    Job j;
+    j.rec = NewJobRecord("collect", agent);
+    j.peer = peer_id;
+    j.collect = std::move(job).value();
+    json params = j.collect->Params();
+    json logged = params;
+    logged.erase("recipe");  // the text is in the case (plan record); the history names it
+    logged["recipe_name"] = cr.recipe.name;
+    logged["recipe_sha256"] = cr.recipe.sha256;
+    j.rec.params = logged.dump(-1, ' ', false, json::error_handler_t::replace);
+    Send(peer_id, p, cap::Make("JOB", 0, {{"job", j.rec.id}, {"kind", "collect"}, {"params", params}}));
+    j.job_seq = p.out_seq;
+    SaveJob(j);
+    Log("job " + j.rec.id + ": collection " + cr.recipe.name + " from " + agent + " for case " + case_id + " started");
+    std::string jid = j.rec.id;
+    uint64_t task = j.collect->task();
+    jobs.emplace(jid, std::move(j));
+    return json{{"ok", true}, {"job", jid}, {"case", case_id}, {"task", task}, {"recipe", cr.recipe.name},
+                {"recipe_sha256", cr.recipe.sha256}};
+  }
+
+  // `custos case snapshot`: a fresh backup of the agent, held for the case
+  // as soon as it commits ("before remediation", "after remediation").
+  json StartCaseSnapshot(const json& req) {
+    std::string case_id = req.value("case", "");
+    auto info = cases->Show(case_id);
+    if (!info.ok()) return json{{"ok", false}, {"error", info.status().message()}, {"code", "not-found"}};
+    std::string label = req.value("label", "");
+    if (label.empty()) return json{{"ok", false}, {"error", "case snapshot: give a --label (e.g. before-remediation)"}};
+    json breq = req;
+    if (!breq.contains("paths") || !breq["paths"].is_array() || breq["paths"].empty()) {
+      // The paths of the agent's latest snapshot: "the server as we back it up".
+      auto snaps = snapshot::LoadSnapshots(*repo);
+      std::vector<std::string> paths;
+      if (snaps.ok()) {
+        for (const auto& s : *snaps) {
+          if (s.manifest.host == req.value("agent", "")) paths = s.manifest.paths;
+        }
+      }
+      if (paths.empty()) {
+        return json{{"ok", false}, {"error", "case snapshot: the agent has no snapshot yet; give --paths"}};
+      }
+      breq["paths"] = paths;
+    }
+    json reply = StartBackup(breq);
+    if (!reply.value("ok", false)) return reply;
+    Job& j = jobs.at(reply["job"].get<std::string>());
+    j.hold_case = case_id;
+    j.hold_label = label;
+    j.hold_by = OperatorActor(req);
+    json logged = json::parse(j.rec.params, nullptr, false);
+    if (logged.is_object()) {
+      logged["case"] = case_id;
+      logged["label"] = label;
+      j.rec.params = logged.dump(-1, ' ', false, json::error_handler_t::replace);
+      SaveJob(j);
+    }
+    reply["case"] = case_id;
+    return reply;
   }
 
   json StartBackup(const json& req) {
@@ -1168,6 +1344,7 @@ struct Server::Impl {
       return;
     }
     p.agent = *name;
+    if (p.agent_key.empty()) p.agent_key = evidence::KeyFingerprint(ByteView(key->data(), key->size()));
     if (m.type == "ENROL") return SendError(id, p, cap::ErrorCode::kOutOfOrder, "already enrolled", m.seq);
     if (!p.greeted && m.type != "HELLO") {
       return SendError(id, p, cap::ErrorCode::kOutOfOrder, m.type + " before HELLO", m.seq);
@@ -1274,6 +1451,9 @@ struct Server::Impl {
       if (*r) return json{{"ok", true}, {"job", JobJson(**r)}};
       return json{{"ok", false}, {"error", "no job " + jid}};
     }
+    if (IsCaseCommand(cmd)) return HandleCaseRequest(*cases, *repo, req);
+    if (cmd == "case-collect") return StartCollect(req);
+    if (cmd == "case-snapshot") return StartCaseSnapshot(req);
     if (IsRetentionCommand(cmd)) {  // forget and holds: the same handler as `custos forget --repo`
       return json::parse(HandleRetentionRequest(*repo, text, storage::Actor::FromProcess("custosd")));
     }
@@ -1370,6 +1550,14 @@ Result<std::unique_ptr<Server>> Server::Start(const ServerOptions& options) {
   }
   ASSIGN_OR_RETURN(impl->reg, Registry::Open(dir + "/registry.db"));
   ASSIGN_OR_RETURN(impl->repo, OpenRepository(options));
+  {
+    evidence::StoreOptions so;
+    so.tsa_url = options.tsa_url;
+    so.tsa_ca_file = options.tsa_ca_file;
+    auto cs = evidence::CaseStore::Open(dir + "/evidence", impl->repo->signing_key(), so);
+    if (!cs.ok()) return cs.status().Annotate("evidence store");
+    impl->cases = std::move(cs).value();
+  }
   // Before anything that may alert (slots missed while custosd was off are
   // recorded as the schedules load).
   if (options.alerts.any()) {

@@ -56,6 +56,10 @@ struct ServerOptions {
   // Where alerts go ([alerts] in the config; validated by the caller with
   // scheduler::ValidateAlertConfig). No channel: no alerts.
   scheduler::AlertConfig alerts;
+  // Evidence ([evidence] in the config): an RFC 3161 time-stamping
+  // authority for case checkpoints, and the CA certificate(s) that verify
+  // its tokens. Empty: checkpoints are signed, not timestamped.
+  std::string tsa_url, tsa_ca_file;
 };
 
 // The ID of a schedule from the config: negative, from a hash of what it

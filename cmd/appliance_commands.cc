@@ -41,10 +41,14 @@ std::optional<json> Reply(const Result<std::string>& reply, int& rc) {
   return j;
 }
 
+}  // namespace
+
 // Sends one control request; prints the error and sets rc when it fails.
 std::optional<json> Control(const Globals& g, const json& request, int& rc) {
   return Reply(appliance::ControlRequest(DataDir(g), request.dump()), rc);
 }
+
+namespace {
 
 std::string Ago(int64_t t) {
   if (t == 0) return "never";
@@ -62,6 +66,8 @@ void PrintAgents(const json& agents) {
                 a.value("version", "").c_str(), EscapeForDisplay(a.value("host", "")).c_str());
   }
 }
+
+}  // namespace
 
 // Polls job `job` until it is no longer running, showing progress on a
 // terminal (or status lines with --json). custosd may restart during the
@@ -113,8 +119,6 @@ std::optional<json> WaitForJob(const Globals& g, const std::string& job, int& rc
   if (tty) std::fprintf(stderr, "\r\033[K");
   return j;
 }
-
-}  // namespace
 
 int RemoteBackup(const Globals& g, const std::string& agent, const std::vector<std::string>& paths,
                  const std::vector<std::string>& excludes, bool exclude_caches, bool one_file_system) {

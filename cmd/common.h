@@ -4,8 +4,10 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "base/status.h"
@@ -71,5 +73,14 @@ void AddReportCommands(CLI::App& app, Globals& g, int& rc);
 void AddRetentionCommands(CLI::App& app, Globals& g, int& rc);
 // custosd's data directory: --data-dir, else appliance::DefaultDataDir().
 std::string DataDir(const Globals& g);
+// One control request to custosd; prints the error and sets rc (13 when
+// custosd does not answer) when it fails or is refused.
+std::optional<nlohmann::json> Control(const Globals& g, const nlohmann::json& request, int& rc);
+// Follows job `job` until it ends (progress on a terminal, status lines with
+// --json), riding out a custosd restart; its final record, or nothing with
+// rc set.
+std::optional<nlohmann::json> WaitForJob(const Globals& g, const std::string& job, int& rc);
+// case open|list|show|close|note|collect|hold|release|snapshot|export|checkpoint
+void AddCaseCommands(CLI::App& app, Globals& g, int& rc);
 
 }  // namespace custos::cli

@@ -346,6 +346,7 @@ exits 1. Takes no lock: safe while a backup runs.)");
   AddReportCommands(app, g, rc);
   AddApplianceCommands(app, g, rc);
   AddRetentionCommands(app, g, rc);
+  AddCaseCommands(app, g, rc);
 
   try {
     app.parse(argc, argv);

@@ -147,6 +147,10 @@ CONFIG (TOML; every key optional, flags override):
   name = "custos-hq"       # the appliance's name in alerts (default: host name)
   Check it with: custos alerts test
 
+  [evidence]               # incident cases (custos case ...)
+  tsa_url = "http://tsa.example.org/tsr"   # RFC 3161 timestamps on checkpoints
+  tsa_ca_file = "/etc/custos/tsa-ca.pem"  # verifies the authority's tokens
+
 Backups survive restarts: on SIGINT or SIGTERM custosd flushes the repository
 and saves each running backup's state (DATA_DIR/jobs/), and the next custosd
 lets the agents continue where they stopped; after a crash they back up again
@@ -249,9 +253,24 @@ serves this data directory.)");
         std::fprintf(stderr, "custosd: %s: alerts must be a table ([alerts])\n", config.c_str());
         return cli::kExitUsage;
       }
+      if (auto* ev = t["evidence"].as_table()) {
+        for (auto&& [k, v] : *ev) {
+          auto* str = v.as_string();
+          if ((k != "tsa_url" && k != "tsa_ca_file") || !str) {
+            std::fprintf(stderr, "custosd: %s: [evidence] unknown or mistyped key '%s' (tsa_url, tsa_ca_file)\n",
+                         config.c_str(), std::string(k.str()).c_str());
+            return cli::kExitUsage;
+          }
+          (k == "tsa_url" ? o.tsa_url : o.tsa_ca_file) = str->get();
+        }
+      } else if (t.contains("evidence")) {
+        std::fprintf(stderr, "custosd: %s: evidence must be a table ([evidence])\n", config.c_str());
+        return cli::kExitUsage;
+      }
       for (auto&& [k, v] : t) {
         if (k != "data_dir" && k != "listen" && k != "heartbeat_ms" && k != "repository" && k != "password_file" &&
-            k != "resume_window_s" && k != "timezone" && k != "per_agent_jobs" && k != "schedule" && k != "alerts") {
+            k != "resume_window_s" && k != "timezone" && k != "per_agent_jobs" && k != "schedule" && k != "alerts" &&
+            k != "evidence") {
           std::fprintf(stderr, "custosd: %s: unknown key '%s'\n", config.c_str(), std::string(k.str()).c_str());
           return cli::kExitUsage;
         }

@@ -10,7 +10,7 @@ using nlohmann::json;
 
 namespace {
 
-enum class Kind { kString, kUint, kObject, kArray, kStringArray, kIdArray, kId, kEnum, kBlobList };
+enum class Kind { kString, kUint, kObject, kArray, kStringArray, kIdArray, kId, kEnum, kBlobList, kEventList };
 
 struct Field {
   const char* name;
@@ -47,12 +47,14 @@ const std::map<std::string, Command, std::less<>>& Commands() {
       {"JOB",
        {D::kApplianceToAgent,
         0,
-        {{"job", K::kString}, {"kind", K::kEnum, {"backup", "restore"}}, {"params", K::kObject}}}},
+        {{"job", K::kString}, {"kind", K::kEnum, {"backup", "restore", "collect"}}, {"params", K::kObject}}}},
       {"ACCEPT", {D::kAgentToAppliance, 0, {{"job", K::kString}}}},
       {"HAVE", {D::kAgentToAppliance, 0, {{"job", K::kString}, {"ids", K::kIdArray}}}},
       {"LACK", {D::kApplianceToAgent, 0, {{"job", K::kString}, {"ids", K::kIdArray}}}},
       {"WANT", {D::kAgentToAppliance, 0, {{"job", K::kString}, {"ids", K::kIdArray}}}},
       {"BLOB", {D::kBoth, 1, {{"job", K::kString}, {"blobs", K::kBlobList}}}},
+      {"EVIDENCE", {D::kAgentToAppliance, 1, {{"job", K::kString}, {"n", K::kUint}, {"events", K::kEventList}}}},
+      {"REDO", {D::kApplianceToAgent, 0, {{"job", K::kString}, {"items", K::kArray}}}},
       {"CREDIT", {D::kBoth, 0, {{"job", K::kString}, {"bytes", K::kUint}}}},
       {"COMMIT",
        {D::kAgentToAppliance,
@@ -130,6 +132,29 @@ bool FieldOk(const Field& f, const json& v, std::string* why) {
       }
       return true;
     }
+    case Kind::kEventList:
+      // [{e, ...}, ...]: 1 to kMaxEventsPerMessage objects with a string
+      // "e"; each event's own members are checked by the appliance
+      // (appliance/collect_job.h); data events' lengths cut the payload.
+      if (!v.is_array() || v.empty() || v.size() > kMaxEventsPerMessage) {
+        *why = "must be an array of 1 to " + std::to_string(kMaxEventsPerMessage) + " events";
+        return false;
+      }
+      for (const auto& e : v) {
+        auto it = e.is_object() ? e.find("e") : e.end();
+        if (!e.is_object() || it == e.end() || !it->is_string()) {
+          *why = "must hold objects with a string \"e\"";
+          return false;
+        }
+        if (*it == "data") {
+          auto len = e.find("length");
+          if (e.size() != 2 || len == e.end() || !len->is_number_unsigned()) {
+            *why = "data events must be {e, length}";
+            return false;
+          }
+        }
+      }
+      return true;
     case Kind::kId:
       if (v.is_string() && IsHexId(v.get_ref<const std::string&>())) return true;
       *why = "must be a blob ID (64 lowercase hex digits)";
@@ -232,6 +257,20 @@ DecodeResult Check(const std::vector<std::string_view>& frames, Direction from, 
     }
     if (total != frames[2].size()) {
       return Error(ErrorCode::kMalformed, "BLOB: the entries' lengths add up to " + std::to_string(total) +
+                                              ", the payload has " + std::to_string(frames[2].size()) + " octets");
+    }
+  }
+  if (type == "EVIDENCE") {
+    uint64_t total = 0;
+    for (const auto& e : header["events"]) {
+      if (e["e"] != "data") continue;
+      uint64_t n = e["length"].get<uint64_t>();
+      if (n > kMaxPayload || (total += n) > kMaxPayload) {
+        return Error(ErrorCode::kMalformed, "EVIDENCE: lengths too large");
+      }
+    }
+    if (total != frames[2].size()) {
+      return Error(ErrorCode::kMalformed, "EVIDENCE: the data events' lengths add up to " + std::to_string(total) +
                                               ", the payload has " + std::to_string(frames[2].size()) + " octets");
     }
   }

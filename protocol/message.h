@@ -33,6 +33,7 @@ inline constexpr size_t kMaxIdsPerHave = 512;  // 512 x 67 octets fit a header (
 // hold 1000).
 inline constexpr size_t kMaxWanted = 512;
 inline constexpr size_t kMaxBlobsPerMessage = 256;  // entries of one BLOB (about 150 octets each)
+inline constexpr size_t kMaxEventsPerMessage = 256;  // events of one EVIDENCE
 
 // The error codes of section 9; also the `code` of an ERROR message.
 enum class ErrorCode : int {

@@ -29,7 +29,7 @@ using snapshot::NodeType;
 
 namespace {
 
-constexpr char kTmpPrefix[] = ".custos-export-";
+constexpr char kExportTmpPrefix[] = ".custos-export-";
 // Zeros written in place of an unreadable chunk or a short content list,
 // this much at a time.
 constexpr size_t kZeroBlock = 64 << 10;
@@ -424,7 +424,7 @@ Result<ExportResult> ExportToFile(storage::Repository& repo, const Id& root_tree
     if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL) return ErrnoStatus(path + ": create", errno);
     uint8_t r[8];
     RandomBytes(r, sizeof r);
-    tmp = JoinPath(dir, kTmpPrefix + ToHex(ByteView(r, sizeof r)));
+    tmp = JoinPath(dir, kExportTmpPrefix + ToHex(ByteView(r, sizeof r)));
     fd = Fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
     if (!fd.valid()) return ErrnoStatus(path + ": create temporary", errno);
   }
@@ -444,7 +444,7 @@ Result<ExportResult> ExportToFile(storage::Repository& repo, const Id& root_tree
     // Give the unnamed file a temporary name, then rename it into place.
     uint8_t r[8];
     RandomBytes(r, sizeof r);
-    tmp = JoinPath(dir, kTmpPrefix + ToHex(ByteView(r, sizeof r)));
+    tmp = JoinPath(dir, kExportTmpPrefix + ToHex(ByteView(r, sizeof r)));
     std::string self = "/proc/self/fd/" + std::to_string(fd.get());
     if (::linkat(AT_FDCWD, self.c_str(), AT_FDCWD, tmp.c_str(), AT_SYMLINK_FOLLOW) != 0) {
       int err = errno;

@@ -20,6 +20,7 @@ kept); a revoked agent is refused at its next message;
 and after all that the daemon still serves everyone (status, a fresh
 session). Exits 0 when every check passed, 1 with the failed checks.
 """
+import hashlib
 import json
 import os
 import shutil
@@ -228,7 +229,6 @@ def main():
               "custos backup --agent py01 sends JOB {kind: backup, params: paths, chunker}")
         jid = (job or {}).get("job", "none")
         b.send("ACCEPT", {"job": jid})
-        import hashlib
         hid = hashlib.sha256(b"hello").hexdigest()
         b.send("HAVE", {"job": jid, "ids": [hid]})
         r = b.recv()
@@ -313,6 +313,55 @@ def main():
         check(rep.returncode == 0 and len(json.loads(rep.stdout or "[]")) == 1,
               "the failed restore left a signed report on the appliance")
         check(not os.path.exists(rtarget), "nothing was written for the refused job")
+        # 5d. An evidence collection (section 5.3) driven by hand: items
+        # are hashed again on receipt (a mismatch is a gap and a REDO),
+        # message numbers make re-sent messages harmless, events are checked.
+        b.send("PING")
+        b.recv()
+        case = json.loads(subprocess.run([CUSTOS, "--json", "case", "open", "--title", "py case"], env=env,
+                                         check=True, capture_output=True, text=True).stdout)["id"]
+        col = subprocess.run([CUSTOS, "--json", "case", "collect", case, "--agent", "py01", "--path", "/etc/hostname",
+                              "--no-wait"], env=env, capture_output=True, text=True)
+        job = b.recv(10000) or {}
+        params = job.get("params", {})
+        check(col.returncode == 0 and job.get("type") == "JOB" and job.get("kind") == "collect"
+              and params.get("case") == case and params.get("recipe", "").startswith("recipe paths 1\n"),
+              "custos case collect --no-wait sends JOB {kind: collect, params: case, recipe text}")
+        cjid = job.get("job", "none")
+        b.send("ACCEPT", {"job": cjid})
+        good = b"good content"
+        begin = {"e": "begin", "item": 1, "artifact": "files", "kind": "file", "path": "/etc/a", "before": {"size": 12}}
+        end = {"e": "end", "size": len(good), "sha256": hashlib.sha256(good).hexdigest(), "after": {"size": 12},
+               "changed": False}
+        b.send("EVIDENCE", {"job": cjid, "n": 1, "events": [begin, {"e": "data", "length": len(good)}, end]}, [good])
+        r = b.recv()
+        check(r is not None and r.get("type") == "CREDIT" and r.get("bytes") == len(good),
+              "EVIDENCE with one whole item -> CREDIT of its payload")
+        bad = b"tampered!!!!"
+        begin2 = dict(begin, item=2, path="/etc/b")
+        b.send("EVIDENCE", {"job": cjid, "n": 2, "events": [begin2, {"e": "data", "length": len(bad)}, end]}, [bad])
+        r = b.recv()
+        check(r is not None and r.get("type") == "REDO" and r.get("items") == [{"artifact": "files", "path": "/etc/b"}],
+              "an item whose bytes do not hash to the agent's SHA-256 -> REDO of that file")
+        r = b.recv()
+        check(r is not None and r.get("type") == "CREDIT", "... then its CREDIT")
+        b.send("EVIDENCE", {"job": cjid, "n": 2, "events": [begin2, {"e": "data", "length": len(bad)}, end]}, [bad])
+        r = b.recv()
+        check(r is not None and r.get("type") == "CREDIT", "a message re-sent with an old n is credited and ignored")
+        b.send("EVIDENCE", {"job": cjid, "n": 3, "events": [{"e": "data", "length": 2}]}, [b"xx"])
+        check(is_error(b.recv(), 400), "data outside an item: 400, and the task fails")
+        ledger = [json.loads(line) for line in open(os.path.join(data, "evidence", "cases", case, "ledger.jsonl"))]
+        types = [r["type"] for r in ledger]
+        items = [r for r in ledger if r["type"] == "item"]
+        gaps = [r for r in ledger if r["type"] == "gap"]
+        ends = [r for r in ledger if r["type"] == "task.end"]
+        check(len(items) == 1 and items[0]["body"]["agent_sha256"] == items[0]["body"]["appliance_sha256"]
+              == hashlib.sha256(good).hexdigest() and items[0]["actor"]["kind"] == "agent",
+              "the good item is in the ledger with both hashes, by the agent's key")
+        check(len(gaps) == 1 and "hash mismatch" in gaps[0]["body"]["reason"] and gaps[0]["body"]["path"] == "/etc/b",
+              "the damaged one is a gap naming both hashes")
+        check(len(ends) == 1 and ends[0]["body"]["state"] == "failed" and types[-1] == "checkpoint",
+              "the failed task ends in the ledger (task.end failed) and is checkpointed")
         # 6. Revocation: refused at the next message on the open session.
         subprocess.run([CUSTOS, "agent", "revoke", "py01"], env=env, check=True, capture_output=True)
         b.send("PING")

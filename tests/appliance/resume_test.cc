@@ -263,3 +263,42 @@ TEST_CASE("resume: custosd killed mid-backup; the agent walks again in the same 
     REQUIRE(Contains(Slurp(agent.err), "restarts"));
   });
 }
+
+TEST_CASE("resume: a restore whose connection drops continues where it stopped", "[appliance][remote][resume]") {
+  test::TempDir work;
+  Appliance a(work.path());
+  std::string src = work.path() + "/server";
+  MakeSource(src, 96u << 20);
+  {
+    // The snapshot, taken over a direct connection.
+    auto direct = StartAgent(a, work.path(), "db00");
+    REQUIRE_EXIT(Cli(a.data, "backup --agent db00 " + Q(src)), 0);
+  }
+  // The restore goes to another agent through a slow relay, dropped midway.
+  TcpProxy proxy(PortOf(a.endpoint), 48.0 * (1 << 20));
+  auto agent = StartAgent(a, work.path(), "db01", proxy.endpoint());
+  std::string target = work.path() + "/restored";
+  Proc job(kBin + "/custos --data-dir " + Q(a.data) + " restore latest --host db00 --agent db01 --target " + Q(target),
+           work.path(), "job");
+  bool midway = false;
+  for (int i = 0; i < 1200 && !midway; ++i) {
+    json j = RunningJob(a);
+    midway = j.is_object() && j.value("bytes", uint64_t(0)) >= (32u << 20);
+    if (!midway) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  REQUIRE(midway);
+  uint64_t before = proxy.bytes();
+  proxy.DropAll();
+  int rc = job.Wait();
+  INFO("agent: " << Slurp(agent->err) << "\ncustosd: " << Slurp(a.daemon->err) << "\njob: " << Slurp(job.err));
+  REQUIRE(rc == 0);
+  REQUIRE(proxy.drops() == 1);
+  CHECK(Contains(Slurp(a.daemon->err), "reconnected, the job continues"));
+  CHECK(Contains(Slurp(agent->err), "restore job"));
+  CHECK(Contains(Slurp(agent->err), "continues"));
+  // Continued, not started over: less than the whole file crossed again.
+  CHECK(proxy.bytes() - before < (96u << 20) - (8u << 20));
+  RunResult diff = test::Run("diff -r " + Q(src) + " " + Q(target + src));
+  INFO(diff.out << diff.err);
+  CHECK(diff.exit_code == 0);
+}
