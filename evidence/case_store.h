@@ -157,7 +157,7 @@ class CaseStore {
   struct Case;
   CaseStore(std::string dir, const SigningKey& key, StoreOptions options, Fd lock);
   Result<Case*> Load(const std::string& id);  // mu_ held
-  Result<CheckpointInfo> CheckpointLocked(Case& c);
+  Result<CheckpointInfo> CheckpointLocked(Case& c, const Actor& actor);
   Result<uint64_t> AppendLocked(Case& c, std::string_view type, const nlohmann::json& body, const Actor& actor);
   Actor ApplianceActor() const;
   int64_t Now() const;

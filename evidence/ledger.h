@@ -128,9 +128,11 @@ class Ledger {
   static Result<std::unique_ptr<Ledger>> Create(const std::string& path);
   // Opens and fully verifies an existing ledger (ScanLedger), keeping the
   // leaf hashes for proofs. `truncated` (optional) receives the number of
-  // torn bytes removed.
-  static Result<std::unique_ptr<Ledger>> Open(const std::string& path, TornTail torn,
-                                              uint64_t* truncated = nullptr);
+  // torn bytes removed. `on_record` (optional) sees every record, as in
+  // ScanOptions, so a caller can build its summary in the same pass.
+  static Result<std::unique_ptr<Ledger>> Open(
+      const std::string& path, TornTail torn, uint64_t* truncated = nullptr,
+      const std::function<Status(const Record&, std::string_view line)>& on_record = {});
 
   // Appends one record with the next seq and the chain's prev, writes it
   // and fdatasyncs; returns its seq. `time_ns` is Unix nanoseconds (the
