@@ -237,14 +237,19 @@ bool VerifySignature(ByteView public_key32, ByteView message, ByteView signature
                                      public_key32.data()) == 0;
 }
 
-std::string PublicKeyPem(ByteView public_key32) {
+Bytes PublicKeyDer(ByteView public_key32) {
   // SubjectPublicKeyInfo for Ed25519 (RFC 8410): a fixed 12-byte DER prefix
   // followed by the 32-byte key.
   static const uint8_t kPrefix[12] = {0x30, 0x2a, 0x30, 0x05, 0x06, 0x03,
                                       0x2b, 0x65, 0x70, 0x03, 0x21, 0x00};
-  Bytes der(kPrefix, kPrefix + 12);
-  Append(der, public_key32);
-  return "-----BEGIN PUBLIC KEY-----\n" + Base64Encode(der) + "\n-----END PUBLIC KEY-----\n";
+  Bytes der(sizeof kPrefix + public_key32.size());
+  std::memcpy(der.data(), kPrefix, sizeof kPrefix);
+  if (!public_key32.empty()) std::memcpy(der.data() + sizeof kPrefix, public_key32.data(), public_key32.size());
+  return der;
+}
+
+std::string PublicKeyPem(ByteView public_key32) {
+  return "-----BEGIN PUBLIC KEY-----\n" + Base64Encode(PublicKeyDer(public_key32)) + "\n-----END PUBLIC KEY-----\n";
 }
 
 }  // namespace custos

@@ -85,7 +85,10 @@ struct SigningKey {
 SigningKey SigningKeyFromSeed(const Key32& seed);
 std::array<uint8_t, 64> Sign(const SigningKey& key, ByteView message);
 bool VerifySignature(ByteView public_key32, ByteView message, ByteView signature64);
-// The public key as an SPKI PEM block, the form `openssl pkeyutl -pubin` reads.
+// The public key as a DER SubjectPublicKeyInfo (RFC 8410: a fixed 12-byte
+// prefix and the 32-byte key), and as the PEM block of that DER, the form
+// `openssl pkeyutl -pubin` reads.
+Bytes PublicKeyDer(ByteView public_key32);
 std::string PublicKeyPem(ByteView public_key32);
 
 }  // namespace custos

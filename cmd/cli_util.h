@@ -15,6 +15,7 @@ enum ExitCode : int {
   kExitError = 1,
   kExitUsage = 2,
   kExitPartial = 3,
+  kExitNotVerified = 4,  // evidence verify: the bundle does not verify
   kExitNoRepository = 10,
   kExitLocked = 11,
   kExitWrongPassword = 12,

@@ -71,6 +71,8 @@ void AddExportCommands(CLI::App& app, Globals& g, int& rc);
 void AddReportCommands(CLI::App& app, Globals& g, int& rc);
 // forget, hold add|list|release (local or through custosd)
 void AddRetentionCommands(CLI::App& app, Globals& g, int& rc);
+// evidence verify (standalone: no repository, no daemon)
+void AddEvidenceCommands(CLI::App& app, Globals& g, int& rc);
 // custosd's data directory: --data-dir, else appliance::DefaultDataDir().
 std::string DataDir(const Globals& g);
 // One control request to custosd; prints the error and sets rc (13 when

@@ -33,6 +33,7 @@ EXIT CODES
   1    error (including damage found by check)
   2    usage error (bad flags or arguments)
   3    partial: finished, but some items failed
+  4    evidence verify: the bundle does not verify
   10   no repository at that path
   11   repository locked by another writer
   12   wrong passphrase (no key slot opens)
@@ -344,6 +345,7 @@ exits 1. Takes no lock: safe while a backup runs.)");
   AddRestoreCommands(app, g, rc);
   AddExportCommands(app, g, rc);
   AddReportCommands(app, g, rc);
+  AddEvidenceCommands(app, g, rc);
   AddApplianceCommands(app, g, rc);
   AddRetentionCommands(app, g, rc);
   AddCaseCommands(app, g, rc);
