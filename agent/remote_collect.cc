@@ -51,7 +51,11 @@ class CollectRun::Sink : public evidence::CollectSink {
   }
   Status Data(ByteView chunk) override { return Add({{"e", "data"}, {"length", chunk.size()}}, chunk); }
   Status EndItem(const evidence::ItemEnd& x) override {
-    json e = {{"e", "end"}, {"size", x.size}, {"sha256", x.sha256}, {"after", x.after}, {"changed", x.changed}};
+    json e = {{"e", "end"},
+              {"size", x.size},
+              {"sha256", x.sha256},
+              {"after", x.after.is_object() ? x.after : json::object()},
+              {"changed", x.changed}};
     e["exit"] = x.exit_code;
     if (!x.stderr_text.empty()) e["stderr"] = x.stderr_text;
     return Add(std::move(e), {});

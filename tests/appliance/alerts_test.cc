@@ -86,7 +86,7 @@ TEST_CASE("alerts: a partial backup sends exactly one webhook POST and one email
   REQUIRE_FALSE(Contains(Slurp(a.daemon->err), "s3cret"));
 }
 
-TEST_CASE("alerts: custos alerts test reports each channel; exit 0, 1, 13", "[appliance][alerts]") {
+TEST_CASE("alerts: custos alerts test reports each channel, exit 0, 1, 13", "[appliance][alerts]") {
   test::TempDir work;
   HttpSink web;
   SmtpSink mail;

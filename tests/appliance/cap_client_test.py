@@ -350,7 +350,12 @@ def main():
         check(r is not None and r.get("type") == "CREDIT", "a message re-sent with an old n is credited and ignored")
         b.send("EVIDENCE", {"job": cjid, "n": 3, "events": [{"e": "data", "length": 2}]}, [b"xx"])
         check(is_error(b.recv(), 400), "data outside an item: 400, and the task fails")
-        ledger = [json.loads(line) for line in open(os.path.join(data, "evidence", "cases", case, "ledger.jsonl"))]
+        # The ERROR goes out before the task's end is written: wait for it.
+        for _ in range(100):
+            ledger = [json.loads(line) for line in open(os.path.join(data, "evidence", "cases", case, "ledger.jsonl"))]
+            if ledger[-1]["type"] == "checkpoint" and any(r["type"] == "task.end" for r in ledger):
+                break
+            time.sleep(0.05)
         types = [r["type"] for r in ledger]
         items = [r for r in ledger if r["type"] == "item"]
         gaps = [r for r in ledger if r["type"] == "gap"]

@@ -241,7 +241,7 @@ static void RestartMidBackup(int sig, int down_ms,
   REQUIRE(jobs[0]["state"] == "ok");
 }
 
-TEST_CASE("resume: custosd stopped cleanly mid-backup; the agent reconnects and the job continues",
+TEST_CASE("resume: custosd stopped cleanly mid-backup, the agent reconnects and the job continues",
           "[appliance][remote][resume]") {
   // Down long enough for the CLI to notice.
   RestartMidBackup(SIGTERM, 1500, [](const Appliance& a, const std::string& first_log, const Proc&, const Proc& job) {
@@ -255,7 +255,7 @@ TEST_CASE("resume: custosd stopped cleanly mid-backup; the agent reconnects and 
   });
 }
 
-TEST_CASE("resume: custosd killed mid-backup; the agent walks again in the same job and it completes",
+TEST_CASE("resume: custosd killed mid-backup, the agent walks again in the same job and it completes",
           "[appliance][remote][resume]") {
   // No chance to flush or save anything.
   RestartMidBackup(SIGKILL, 0, [](const Appliance& a, const std::string&, const Proc& agent, const Proc&) {

@@ -43,7 +43,7 @@ json Jobs(const Appliance& a, const std::string& args = "") {
 
 }  // namespace
 
-TEST_CASE("schedules: add, list, remove; a scheduled backup runs by itself; catch-up after downtime",
+TEST_CASE("schedules: add, list, remove, a scheduled backup runs by itself, catch-up after downtime",
           "[appliance][scheduler]") {
   alerttest::HttpSink web;
   AgentSite site("db01", WebhookConfig(web));
@@ -200,7 +200,7 @@ jitter_s = 600
   }
 }
 
-TEST_CASE("schedules: run now; the rolling scrub finds damage, records it in the job history and alerts",
+TEST_CASE("schedules: run now, the rolling scrub finds damage, records it in the job history and alerts",
           "[appliance][scheduler]") {
   alerttest::HttpSink web;
   AgentSite site("db01", WebhookConfig(web));

@@ -65,7 +65,7 @@ TEST_CASE("alert kinds have stable names that parse back", "[alerts]") {
   REQUIRE(c.Wants(AlertKind::kTest));  // asked for explicitly: always sent
 }
 
-TEST_CASE("alert JSON carries every field; bytes that are not UTF-8 become \\xNN", "[alerts]") {
+TEST_CASE("alert JSON carries every field, bytes that are not UTF-8 become \\xNN", "[alerts]") {
   json j = json::parse(AlertJson(Sample()));
   REQUIRE(j["type"] == "custos.alert");
   REQUIRE(j["version"] == 1);
@@ -330,7 +330,7 @@ TEST_CASE("email: the envelope, headers and body reach an SMTP server", "[alerts
   }
 }
 
-TEST_CASE("alerter: Post does not wait for the network; kinds are filtered; a full queue drops the oldest",
+TEST_CASE("alerter: Post does not wait for the network, kinds are filtered, a full queue drops the oldest",
           "[alerts]") {
   HttpSink sink;
   AlertConfig c;

@@ -73,7 +73,7 @@ TEST_CASE("retention: the newest snapshot of each of the N newest periods surviv
   CHECK(r["s01"] == Reasons{"yearly 2025"});
 }
 
-TEST_CASE("retention: ISO weeks span the new year; unfilled rules keep the oldest", "[scheduler][retention]") {
+TEST_CASE("retention: ISO weeks span the new year, unfilled rules keep the oldest", "[scheduler][retention]") {
   RetentionPolicy p;
   p.keep_weekly = 4;
   auto r = Decide(Winter(), p);
@@ -226,7 +226,7 @@ TEST_CASE("retention: durations parse strictly", "[scheduler][retention]") {
   }
 }
 
-TEST_CASE("retention: held snapshots always stay and change nothing else; groups are separate",
+TEST_CASE("retention: held snapshots always stay and change nothing else, groups are separate",
           "[scheduler][retention]") {
   std::vector<RetentionSnapshot> snaps = {
       Snap("a1", Ns(Utc(2026, 11, 20, 2))), Snap("a2", Ns(Utc(2026, 11, 21, 2))),
