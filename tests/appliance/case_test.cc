@@ -154,6 +154,41 @@ TEST_CASE("case collect: a recipe runs on the agent, every item is hashed twice 
   REQUIRE_EXIT(show, 0);
   CHECK(json::parse(show.out)["case"]["items"].get<uint64_t>() == by_type["item"].size());
 
+  // Export, and verification with outside tools only: the bundle's own
+  // VERIFY.sh (sh, sha256sum, openssl, sed, xxd), sha256sum -c, and
+  // Sleuth Kit's mactime on the host's timeline; then custos evidence
+  // verify with the fingerprint the operator was given.
+  std::string tar = site.work.path() + "/case.tar";
+  RunResult ex = Cli(site.a.data, "--json case export " + id + " -o " + Q(tar));
+  REQUIRE_EXIT(ex, 0);
+  std::string key = json::parse(ex.out)["key"];
+  CHECK(key.rfind("sha256:", 0) == 0);
+  CHECK(Ledger(site.a, id).back()["type"] == "checkpoint");  // the export is recorded and checkpointed
+  std::string out = site.work.path() + "/bundle";
+  REQUIRE(test::Run("mkdir " + Q(out) + " && tar -xf " + Q(tar) + " -C " + Q(out)).exit_code == 0);
+  std::string root = out + "/custos-case-" + id;
+  RunResult vs = test::Run("cd " + Q(root) + " && sh VERIFY.sh");
+  INFO(vs.out << vs.err);
+  CHECK(vs.exit_code == 0);
+  CHECK(test::Run("cd " + Q(root) + " && sha256sum --quiet -c SHA256SUMS").exit_code == 0);
+  CHECK(test::Run("cd " + Q(root) + " && openssl pkeyutl -verify -pubin -inkey pubkey.pem -rawin -in SHA256SUMS "
+                  "-sigfile SHA256SUMS.sig").exit_code == 0);
+  RunResult mt = test::Run("mactime -b " + Q(root + "/timeline/web01.body") + " -d");
+  INFO(mt.err);
+  CHECK(mt.exit_code == 0);
+  CHECK(Contains(mt.out, src + "/etc/cron.d/evil"));
+  CHECK(Contains(mt.out, src + "/log/big.log"));
+  // Every item's object is in the bundle under its hash.
+  for (const auto& [name, b] : items) {
+    std::string obj = b["object"];
+    CHECK(Sha256Of(root + "/objects/" + obj) == obj);
+  }
+  RunResult cv = test::Run(kBin + "/custos evidence verify " + Q(tar) + " --expect-key " + key);
+  INFO(cv.out << cv.err);
+  CHECK(cv.exit_code == 0);
+  RunResult wrong = test::Run(kBin + "/custos evidence verify " + Q(tar) + " --expect-key sha256:" + std::string(64, '0'));
+  CHECK(wrong.exit_code != 0);
+
   // A collection for a case that does not exist, or from an unknown agent.
   CHECK(Cli(site.a.data, "case collect 2026-9999 --agent web01 --profile linux-triage").exit_code == 1);
   CHECK(Cli(site.a.data, "case collect " + id + " --agent nobody --profile linux-triage").exit_code == 1);
