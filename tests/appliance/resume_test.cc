@@ -13,7 +13,9 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <fstream>
 #include <functional>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
@@ -301,4 +303,45 @@ TEST_CASE("resume: a restore whose connection drops continues where it stopped",
   RunResult diff = test::Run("diff -r " + Q(src) + " " + Q(target + src));
   INFO(diff.out << diff.err);
   CHECK(diff.exit_code == 0);
+}
+
+TEST_CASE("resume: an evidence collection whose connection drops continues, each item recorded once",
+          "[appliance][evidence][resume]") {
+  test::TempDir work;
+  Appliance a(work.path());
+  TcpProxy proxy(PortOf(a.endpoint), 48.0 * (1 << 20));
+  auto agent = StartAgent(a, work.path(), "db01", proxy.endpoint());
+  std::string src = work.path() + "/server";
+  MakeSource(src, 96u << 20);
+  RunResult open = Cli(a.data, "--json case open --title drop");
+  REQUIRE_EXIT(open, 0);
+  std::string id = json::parse(open.out)["id"];
+  Proc job(kBin + "/custos --data-dir " + Q(a.data) + " case collect " + id + " --agent db01 --path " + Q(src),
+           work.path(), "job");
+  bool midway = false;
+  for (int i = 0; i < 1200 && !midway; ++i) {
+    json j = RunningJob(a);
+    midway = j.is_object() && j.value("bytes", uint64_t(0)) >= (32u << 20);
+    if (!midway) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  REQUIRE(midway);
+  uint64_t before = proxy.bytes();
+  proxy.DropAll();
+  int rc = job.Wait();
+  INFO("agent: " << Slurp(agent->err) << "\ncustosd: " << Slurp(a.daemon->err) << "\njob: " << Slurp(job.err));
+  REQUIRE(rc == 0);
+  CHECK(Contains(Slurp(a.daemon->err), "reconnected, the job continues"));
+  CHECK(proxy.bytes() - before < (96u << 20) - (8u << 20));
+  std::ifstream f(a.data + "/evidence/cases/" + id + "/ledger.jsonl");
+  std::map<std::string, int> seen;
+  std::string big_sha;
+  for (std::string line; std::getline(f, line);) {
+    json r = json::parse(line);
+    if (r["type"] != "item") continue;
+    ++seen[r["body"]["path"].get<std::string>()];
+    if (r["body"]["path"] == src + "/large.bin") big_sha = r["body"]["appliance_sha256"];
+  }
+  CHECK(seen.size() == 41);  // large.bin and 40 files in etc/
+  for (const auto& [path, n] : seen) CHECK(n == 1);
+  CHECK(big_sha == test::Run("sha256sum " + Q(src + "/large.bin")).out.substr(0, 64));
 }
