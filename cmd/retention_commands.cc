@@ -47,7 +47,9 @@ std::optional<json> Run(const Globals& g, const std::string& request, const std:
     }
     reply = std::move(r).value();
   } else {
-    Opened o = OpenRepo(g, false);
+    json parsed = json::parse(request, nullptr, false);
+    bool prunes = parsed.is_object() && (parsed.value("cmd", "") == "prune" || parsed.value("prune", false));
+    Opened o = OpenRepo(g, prunes);  // prune reads trees through the index
     if (!o.repo) {
       rc = o.exit_code;
       return std::nullopt;

@@ -315,8 +315,11 @@ Status Repository::LockForWrite(const Actor& actor) {
     lock_ = std::move(lock);
   }
   RETURN_IF_ERROR(backend_->RemoveStaleTemporaries());
-  // Another writer may have added index files since Open.
-  if (index_loaded_) RETURN_IF_ERROR(LoadIndex());
+  // Another writer may have added index files since Open. A repository
+  // opened without its index loads it now: orphan indexing must know which
+  // packs the index names, or it would index every pack again.
+  RETURN_IF_ERROR(LoadIndex());
+  index_loaded_ = true;
   return IndexOrphanPacks();
 }
 

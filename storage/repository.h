@@ -83,7 +83,8 @@ class Repository {
   std::vector<std::string> index_file_names() const;
 
   // ---- writing (each needs LockForWrite first, else an abort: a bug)
-  // Busy if another writer holds the lock. Also removes temporaries and
+  // Busy if another writer holds the lock. Also removes temporaries, loads
+  // the index (if Open did not, or what other writers added since) and
   // indexes packs that an interrupted writer left unindexed.
   Status LockForWrite(const Actor& actor);
   bool HasWriterLock() const;
