@@ -56,6 +56,8 @@ class RestoreJob {
   nlohmann::json Params() const;
   const snapshot::SnapshotInfo& snapshot() const { return snap_; }
   size_t allowance() const { return allowed_.size(); }
+  // The blobs it may send: a prune spares them while the job runs.
+  const std::unordered_set<Id, IdHash>& allowed() const { return allowed_; }
 
   // A WANT's IDs (the codec checked their form). PermissionDenied names
   // the first ID outside the allowance (the server answers 403);

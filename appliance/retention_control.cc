@@ -3,10 +3,12 @@
 #include <nlohmann/json.hpp>
 
 #include <map>
+#include <optional>
 #include <set>
 
 #include "base/internal/json_int.h"
 #include "scheduler/calendar.h"
+#include "snapshot/browse.h"
 #include "snapshot/holds.h"
 #include "snapshot/manifest.h"
 
@@ -101,6 +103,57 @@ Result<json> Forget(storage::Repository& repo, const ForgetRequest& request) {
               {"removed", remove.size()}, {"damaged", damaged_json}};
 }
 
+Result<PruneRequest> ParsePruneJson(const json& j) {
+  PruneRequest r;
+  try {
+    if (j.contains("grace")) {
+      ASSIGN_OR_RETURN(r.grace_s, storage::ParseGrace(j.at("grace").get<std::string>()));
+    }
+    if (j.contains("max_waste")) {
+      int pct = internal::JsonIntAt<int>(j, "max_waste");
+      if (pct < 0 || pct > 100) return InvalidArgumentError("prune: --max-waste must be 0 to 100 (percent)");
+      r.max_waste = pct / 100.0;
+    }
+    r.dry_run = j.value("dry_run", false);
+  } catch (const std::exception& e) {
+    return InvalidArgumentError(std::string("prune request: ") + e.what());
+  }
+  return r;
+}
+
+Result<json> Prune(storage::Repository& repo, const PruneRequest& request, const RetentionContext& context) {
+  storage::PruneOptions o;
+  o.grace_s = request.grace_s;
+  o.max_waste = request.max_waste;
+  o.dry_run = request.dry_run;
+  o.progress = context.progress;
+  ASSIGN_OR_RETURN(storage::PruneStats s,
+                   storage::Prune(repo, [&] { return snapshot::ReferencedBlobs(repo); }, context.protected_blobs, o));
+  return json{{"ok", true},
+              {"dry_run", request.dry_run},
+              {"grace_s", request.grace_s},
+              {"max_waste", int(request.max_waste * 100 + 0.5)},
+              {"referenced", s.referenced_blobs},
+              {"marked", s.marked_blobs},
+              {"marked_bytes", s.marked_bytes},
+              {"pending", s.pending_blobs},
+              {"swept", s.swept_blobs},
+              {"swept_bytes", s.swept_bytes},
+              {"kept_garbage", s.kept_garbage_blobs},
+              {"protected", s.protected_blobs},
+              {"packs_dropped", s.packs_dropped},
+              {"packs_repacked", s.packs_repacked},
+              {"packs_written", s.packs_written},
+              {"retired_deleted", s.retired_deleted},
+              {"blobs_copied", s.blobs_copied},
+              {"bytes_copied", s.bytes_copied},
+              {"index_files_written", s.index_files_written},
+              {"index_files_removed", s.index_files_removed},
+              {"bytes_freed", s.bytes_freed},
+              {"bytes_before", s.bytes_before},
+              {"bytes_after", s.bytes_after}};
+}
+
 json HoldJson(const snapshot::Hold& h) {
   json j = {{"id", h.id.Hex()},  {"snapshot", h.snapshot.Hex()}, {"reason", h.reason}, {"case", h.case_id},
             {"user", h.user},    {"host", h.host},               {"time", h.time},     {"released", h.released}};
@@ -113,12 +166,25 @@ json HoldJson(const snapshot::Hold& h) {
   return j;
 }
 
-Result<json> Serve(storage::Repository& repo, const json& req, storage::Actor who) {
+Result<json> Serve(storage::Repository& repo, const json& req, storage::Actor who, const RetentionContext& context) {
   std::string cmd = req.value("cmd", "");
   if (std::string user = req.value("user", ""); !user.empty()) who.user = user;
   if (cmd == "forget") {
     ASSIGN_OR_RETURN(ForgetRequest r, ParseForgetRequest(req));
-    return Forget(repo, r);
+    bool then_prune = req.value("prune", false);
+    std::optional<PruneRequest> pr;
+    if (then_prune) {  // parsed before anything is removed: a bad --grace removes nothing
+      ASSIGN_OR_RETURN(pr, ParsePruneJson(req));
+    }
+    ASSIGN_OR_RETURN(json out, Forget(repo, r));
+    if (pr) {
+      ASSIGN_OR_RETURN(out["prune"], Prune(repo, *pr, context));
+    }
+    return out;
+  }
+  if (cmd == "prune") {
+    ASSIGN_OR_RETURN(PruneRequest r, ParsePruneJson(req));
+    return Prune(repo, r, context);
   }
   if (cmd == "hold-add") {
     std::string reason = req.value("reason", "");
@@ -167,21 +233,36 @@ Result<scheduler::RetentionPolicy> ParsePolicyJson(const std::string& text) {
   return r.policy;
 }
 
+Result<PruneRequest> ParsePruneRequest(const std::string& request_json) {
+  json j = json::parse(request_json, nullptr, false);
+  if (!j.is_object()) return InvalidArgumentError("prune request is not a JSON object");
+  return ParsePruneJson(j);
+}
+
+std::string PruneRequestJson(const PruneRequest& r) {
+  return json{{"cmd", "prune"},
+              {"grace", std::to_string(r.grace_s) + "s"},
+              {"max_waste", int(r.max_waste * 100 + 0.5)},
+              {"dry_run", r.dry_run}}
+      .dump();
+}
+
 bool IsRetentionCommand(const std::string& cmd) {
-  return cmd == "forget" || cmd == "hold-add" || cmd == "hold-list" || cmd == "hold-release";
+  return cmd == "forget" || cmd == "prune" || cmd == "hold-add" || cmd == "hold-list" || cmd == "hold-release";
 }
 
 bool RetentionRequestWrites(const std::string& request_json) {
   json j = json::parse(request_json, nullptr, false);
   if (!j.is_object()) return false;
   std::string cmd = j.value("cmd", "");
-  return cmd == "hold-add" || cmd == "hold-release" || (cmd == "forget" && !j.value("dry_run", false));
+  return cmd == "hold-add" || cmd == "hold-release" ||
+         ((cmd == "forget" || cmd == "prune") && !j.value("dry_run", false));
 }
 
 std::string HandleRetentionRequest(storage::Repository& repo, const std::string& request_json,
-                                   const storage::Actor& who) {
+                                   const storage::Actor& who, const RetentionContext& context) {
   json req = json::parse(request_json, nullptr, false);
-  Result<json> reply = req.is_object() ? Serve(repo, req, who)
+  Result<json> reply = req.is_object() ? Serve(repo, req, who, context)
                                        : Result<json>(InvalidArgumentError("request is not a JSON object"));
   if (!reply.ok()) {
     bool usage = reply.status().code() == Code::kInvalidArgument;

@@ -249,6 +249,13 @@ struct Server::Impl {
     Result<std::string> Start(const scheduler::RunSpec& run) override {
       if (run.job == "verify" || run.job == "drill") return d.StartLocal(run);
       if (run.job == "forget") return d.RunForget(run);
+      if (run.job == "prune") {
+        json reply = d.RunPrune(SlotParams(run), PruneRequest{});
+        if (reply.value("ok", false)) return reply["job"].get<std::string>();
+        if (reply.value("code", "") == "busy") return BusyError(reply.value("error", std::string("busy")));
+        return reply.contains("job") ? Result<std::string>(reply["job"].get<std::string>())
+                                     : Result<std::string>(InvalidArgumentError(reply.value("error", std::string("refused"))));
+      }
       json req = SlotParams(run);
       req["agent"] = run.agent;
       req["paths"] = run.paths;
@@ -484,6 +491,66 @@ struct Server::Impl {
     SaveJob(j);
     if (j.rec.state == "failed") AlertJobEnd(j.rec);
     return jid;
+  }
+
+  // What running jobs rely on that no snapshot references yet (D38): a
+  // backup's received blobs and the host set it answers HAVE from (a
+  // snapshot forgotten during the job may have been its only reference), a
+  // restore's allowance. A prune never sweeps them.
+  storage::BlobSet ProtectedBlobs() const {
+    storage::BlobSet out;
+    for (const auto& [jid, j] : jobs) {
+      out.insert(j.got.received.begin(), j.got.received.end());
+      out.insert(j.host_blobs.begin(), j.host_blobs.end());
+      if (j.restore) out.insert(j.restore->allowed().begin(), j.restore->allowed().end());
+    }
+    return out;
+  }
+
+  // A prune of custosd's repository, by hand (control socket) or scheduled,
+  // recorded in the job history with the bytes it freed. It runs here, on
+  // the event loop, beside the backups and with no lock of its own: no blob
+  // arrives while it runs, and what running jobs rely on is protected.
+  // Refused (busy) while a verify or drill reads the repository on its own
+  // thread. Replies as the retention handler, with "job" when one ran.
+  json RunPrune(const json& slot, const PruneRequest& request) {
+    for (const auto& [jid, other] : jobs) {
+      if (other.local) {
+        return json{{"ok", false}, {"error", "the appliance is busy with job " + jid}, {"code", "busy"}};
+      }
+    }
+    Job j;
+    j.rec = NewJobRecord("prune", "appliance");
+    json params = slot;
+    params["grace_s"] = request.grace_s;
+    params["max_waste"] = int(request.max_waste * 100 + 0.5);
+    params["dry_run"] = request.dry_run;
+    j.rec.params = params.dump();
+    SaveJob(j);
+    RetentionContext ctx;
+    ctx.protected_blobs = ProtectedBlobs();
+    ctx.progress = [](const std::string& line) { Log(line); };
+    json reply = json::parse(HandleRetentionRequest(*repo, PruneRequestJson(request),
+                                                    storage::Actor::FromProcess("custosd"), ctx),
+                             nullptr, false);
+    if (!reply.is_object()) reply = json{{"ok", false}, {"error", "prune: malformed reply"}};
+    // The loop did not read agents' messages meanwhile: that time is not their silence.
+    for (auto& [pid, p] : peers) p.last_seen_ms = NowMs();
+    bool ok = reply.value("ok", false);
+    if (ok) {
+      j.rec.files = reply.value("swept", uint64_t(0));
+      j.rec.bytes = reply.value("bytes_freed", uint64_t(0));
+      Log("job " + j.rec.id + ": prune swept " + std::to_string(j.rec.files) + " blob(s), freed " +
+          std::to_string(j.rec.bytes) + " bytes; " + std::to_string(reply.value("pending", uint64_t(0))) +
+          " marked blob(s) wait for the grace period");
+    }
+    j.rec.state = ok ? "ok" : "failed";
+    j.rec.error = ok ? "" : reply.value("error", std::string("prune failed"));
+    j.rec.ended = NowS();
+    SaveJob(j);
+    if (!ok) AlertJobEnd(j.rec);
+    reply["job"] = j.rec.id;
+    return reply;
   }
 
   void PollLocalJobs() {
@@ -1454,8 +1521,21 @@ struct Server::Impl {
     if (IsCaseCommand(cmd)) return HandleCaseRequest(*cases, *repo, req);
     if (cmd == "case-collect") return StartCollect(req);
     if (cmd == "case-snapshot") return StartCaseSnapshot(req);
-    if (IsRetentionCommand(cmd)) {  // forget and holds: the same handler as `custos forget --repo`
-      return json::parse(HandleRetentionRequest(*repo, text, storage::Actor::FromProcess("custosd")));
+    if (cmd == "prune" || (cmd == "forget" && req.value("prune", false))) {
+      for (const auto& [jid, other] : jobs) {
+        if (other.local) return json{{"ok", false}, {"error", "the appliance is busy with job " + jid}, {"code", "busy"}};
+      }
+    }
+    if (cmd == "prune") {  // recorded in the job history, like a scheduled one
+      auto pr = ParsePruneRequest(text);
+      if (!pr.ok()) return json{{"ok", false}, {"error", pr.status().message()}, {"code", "usage"}};
+      return RunPrune(json::object(), *pr);
+    }
+    if (IsRetentionCommand(cmd)) {  // forget, prune and holds: the same handler as `custos forget --repo`
+      RetentionContext ctx;
+      ctx.protected_blobs = ProtectedBlobs();
+      ctx.progress = [](const std::string& line) { Log(line); };
+      return json::parse(HandleRetentionRequest(*repo, text, storage::Actor::FromProcess("custosd"), ctx));
     }
     if (cmd == "schedule-add" || cmd == "schedule-list" || cmd == "schedule-remove" || cmd == "schedule-run") {
       return HandleScheduleRequest(cmd, req);

@@ -327,13 +327,18 @@ drill, a restore drill of --agent's newest snapshot (--sample files restored
 into scratch space under the data directory and verified; the signed drill
 report is kept: custos reports list); forget, the agent's retention policy
 (--keep-* as in custos forget, periods in --timezone) applied to its
-snapshots: held snapshots are never removed, and data stays until a prune.
+snapshots: held snapshots are never removed, and data stays until a prune;
+prune, the appliance's whole repository (no --agent): marks unreferenced data
+and deletes what was marked more than 24 h before (custos prune), beside
+running backups, which it never takes data from; the job records the bytes
+freed.
 
   custos schedule add --agent db01 --paths /srv,/etc --calendar 'daily 02:00'
   custos schedule add --job verify --calendar 'daily 05:00' --parts 30
   custos schedule add --job drill --agent db01 --calendar 'weekly sun 06:00'
   custos schedule add --job forget --agent db01 --calendar 'daily 04:00' \
       --keep-daily 7 --keep-weekly 5 --keep-monthly 12
+  custos schedule add --job prune --calendar 'daily 04:30'
   custos schedule list
   custos schedule run 3        run it now (exit 0 ok, 3 partial, 1 failed)
   custos schedule remove 3
@@ -363,7 +368,7 @@ calendar, zone or path; 13 when no custosd answers.)");
   sadd->add_option("--timezone", s_zone, "IANA time zone of the calendar");
   sadd->add_option("--jitter", s_jitter, "Start within this many seconds after the time (default 0)")
       ->check(CLI::Range(0, 6 * 3600));
-  sadd->add_option("--job", s_job, "What to run: backup (default), verify (rolling scrub), drill");
+  sadd->add_option("--job", s_job, "What to run: backup (default), verify (rolling scrub), drill, forget, prune");
   sadd->add_option("--retries", s_retries, "Retries of a failed job before the next slot (default 3)")
       ->check(CLI::Range(0, 20));
   sadd->callback([&] {

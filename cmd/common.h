@@ -69,7 +69,7 @@ int RemoteRestore(const Globals& g, const RemoteRestoreRequest& r);
 void AddExportCommands(CLI::App& app, Globals& g, int& rc);
 // reports, drill
 void AddReportCommands(CLI::App& app, Globals& g, int& rc);
-// forget, hold add|list|release (local or through custosd)
+// forget, prune, hold add|list|release (local or through custosd)
 void AddRetentionCommands(CLI::App& app, Globals& g, int& rc);
 // evidence verify (standalone: no repository, no daemon)
 void AddEvidenceCommands(CLI::App& app, Globals& g, int& rc);

@@ -1,4 +1,4 @@
-// custos forget, custos hold add|list|release: on a local repository
+// custos forget, custos prune, custos hold add|list|release: on a local repository
 // (--repo) or through custosd (--data-dir), both served by
 // appliance/retention_control.h and printed from its reply.
 #include <nlohmann/json.hpp>
@@ -21,6 +21,8 @@ namespace {
 // custosd has 2 minutes for a forget over many snapshots (each manifest is
 // read and decrypted: about 1 ms apiece on the reference machine).
 constexpr int kRetentionControlTimeoutMs = 120000;
+// A prune reads every tree and may copy packs: custosd gets an hour to answer.
+constexpr int kPruneControlTimeoutMs = 3600 * 1000;
 
 // The rule of these commands: --data-dir, or $CUSTOS_DATA_DIR without
 // --repo/$CUSTOS_REPOSITORY, means custosd; anything else a local repository.
@@ -34,17 +36,20 @@ bool ApplianceMode(const Globals& g) {
 
 // Serves `request` locally or through custosd; the reply when it is ok,
 // else nothing with rc set (2 for a request to change, 13 for no custosd).
-std::optional<json> Run(const Globals& g, const std::string& request, const std::string& what, int& rc) {
+std::optional<json> Run(const Globals& g, const std::string& request, const std::string& what, int& rc,
+                        int timeout_ms = kRetentionControlTimeoutMs) {
   std::string reply;
   if (ApplianceMode(g)) {
-    auto r = appliance::ControlRequest(DataDir(g), request, kRetentionControlTimeoutMs);
+    auto r = appliance::ControlRequest(DataDir(g), request, timeout_ms);
     if (!r.ok()) {
       rc = Fail(r.status(), kExitNoDaemon);
       return std::nullopt;
     }
     reply = std::move(r).value();
   } else {
-    Opened o = OpenRepo(g, false);
+    json parsed = json::parse(request, nullptr, false);
+    bool prunes = parsed.is_object() && (parsed.value("cmd", "") == "prune" || parsed.value("prune", false));
+    Opened o = OpenRepo(g, prunes);  // prune reads trees through the index
     if (!o.repo) {
       rc = o.exit_code;
       return std::nullopt;
@@ -56,7 +61,9 @@ std::optional<json> Run(const Globals& g, const std::string& request, const std:
         return std::nullopt;
       }
     }
-    reply = appliance::HandleRetentionRequest(*o.repo, request, actor);
+    appliance::RetentionContext ctx;  // local mode: no running jobs to protect
+    if (!g.quiet) ctx.progress = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
+    reply = appliance::HandleRetentionRequest(*o.repo, request, actor, ctx);
   }
   json j = json::parse(reply, nullptr, false);
   if (!j.is_object()) {
@@ -82,6 +89,26 @@ std::string Join(const json& list, const char* sep) {
   return s;
 }
 
+void PrintPrune(const json& j) {
+  auto n = [&](const char* k) { return (unsigned long long)j.value(k, uint64_t(0)); };
+  bool dry = j.value("dry_run", false);
+  std::printf("%s (grace %llds, max waste %d%%)\n", dry ? "prune dry run" : "prune", (long long)j.value("grace_s", int64_t(0)),
+              j.value("max_waste", 0));
+  std::printf("  referenced blobs      %llu\n", n("referenced"));
+  std::printf("  marked unreferenced   %llu (%s)%s\n", n("marked"), HumanBytes(n("marked_bytes")).c_str(),
+              dry ? " would be marked" : "");
+  std::printf("  waiting for grace     %llu\n", n("pending"));
+  std::printf("  swept                 %llu (%s)\n", n("swept"), HumanBytes(n("swept_bytes")).c_str());
+  std::printf("  left in packs         %llu (under the waste limit)\n", n("kept_garbage"));
+  std::printf("  spared (running jobs) %llu\n", n("protected"));
+  std::printf("  packs dropped         %llu\n", n("packs_dropped"));
+  std::printf("  packs repacked        %llu into %llu (%llu blobs, %s copied)\n", n("packs_repacked"),
+              n("packs_written"), n("blobs_copied"), HumanBytes(n("bytes_copied")).c_str());
+  std::printf("  replaced packs gone   %llu\n", n("retired_deleted"));
+  std::printf("  %s %s; packs %s -> %s\n", dry ? "would free" : "freed", HumanBytes(n("bytes_freed")).c_str(),
+              HumanBytes(n("bytes_before")).c_str(), HumanBytes(n("bytes_after")).c_str());
+}
+
 void PrintForget(const json& j) {
   bool dry = j.value("dry_run", false);
   std::printf("policy: %s (periods in %s)\n", j.value("policy", "").c_str(), j.value("timezone", "").c_str());
@@ -104,8 +131,12 @@ void PrintForget(const json& j) {
     std::printf("\ndry run: %zu snapshots would be removed, %zu kept; nothing was changed\n", removed,
                 j.value("kept", size_t(0)));
   } else {
-    std::printf("\nremoved %zu snapshots, kept %zu; their data stays until a prune (not built yet)\n", removed,
-                j.value("kept", size_t(0)));
+    std::printf("\nremoved %zu snapshots, kept %zu; their data goes with a prune%s\n", removed,
+                j.value("kept", size_t(0)), j.contains("prune") ? ":" : " (custos prune)");
+  }
+  if (j.contains("prune")) {
+    std::printf("\n");
+    PrintPrune(j["prune"]);
   }
 }
 
@@ -134,8 +165,9 @@ A held snapshot (custos hold) is never removed; it is listed with the reason
 everything. --dry-run shows what would go, with the rule that keeps each
 survivor, and changes nothing.
 
-Only the snapshot files go. Their data stays in the repository until a prune,
-which is not built yet: forget frees no space today.
+Only the snapshot files go. Their data stays in the repository until a prune
+(custos prune, or --prune here) has marked it unreferenced and the grace period
+has passed; --grace and --max-waste are passed to that prune.
 
 Where: with --repo (or $CUSTOS_REPOSITORY), the local repository (a real run
 takes the writer lock: exit 11 while another writer holds it). With --data-dir
@@ -148,8 +180,57 @@ the agent's name: --host db01 selects that agent's snapshots.
 
 EXIT CODES
   0    done (or dry run shown)
-  1    error (a damaged hold file: nothing is removed)
+  1    error (a damaged hold file: nothing is removed; with --prune, a
+       failed prune after the removals)
   2    usage: a policy that keeps nothing, a bad duration or time zone
+  10   no repository;  11 repository locked;  12 wrong passphrase
+  13   no custosd answers (with --data-dir)
+)";
+
+constexpr const char* kPruneFooter = R"(
+Deletes data no snapshot references any more, in two phases, so that nothing a
+reader or a running backup may still need is deleted.
+
+Mark: every blob that no snapshot references (all snapshots, held ones
+included, with their trees and atime tables) is recorded, with its pack and
+the time, in a mark file in the repository (marks/). Nothing is deleted.
+
+Sweep: blobs marked longer than --grace ago (default 24h) that are still
+unreferenced are garbage; a snapshot saved since the mark that uses a marked
+blob makes it live again, and through custosd every blob a running backup has
+received or may skip as already stored is spared. A pack that is all garbage
+is deleted. A pack whose garbage exceeds --max-waste percent of its size
+(default 20) is repacked: its live blobs are verified and copied as they are
+stored (no re-encryption) into new packs, a new index file replaces the old
+ones, and the old pack is deleted one grace period later (a reader that loaded
+the old index can still read it meanwhile). Packs with less garbage stay as
+they are until more of them is garbage.
+
+Each run marks, then sweeps what is due, so a nightly prune deletes what the
+previous nights marked. --grace 0 marks and sweeps at once: use it only when
+no reader or backup can be working on the repository (tests, benchmarks, a
+repository nobody else uses). The order of writes makes a crash at any point
+safe: the next prune finishes the job, and check reports no errors meanwhile.
+
+Where: with --repo (or $CUSTOS_REPOSITORY) on a local repository, taking the
+writer lock (exit 11 while a backup holds it; --dry-run takes no lock). With
+--data-dir (or $CUSTOS_DATA_DIR) custosd prunes the repository it owns beside
+running backups and records the run in its job history (custos jobs);
+schedule it with custos schedule add --job prune. Progress goes to stderr
+(local mode); --json prints the summary as one JSON object.
+
+  custos prune --dry-run
+  custos prune --grace 48h --max-waste 10
+  custos forget --keep-daily 7 --prune
+
+DURATION: a number and a unit, combinable: s, m (minutes), h, d, w; e.g. 90m,
+1d12h, 0.
+
+EXIT CODES
+  0    done (or dry run shown)
+  1    error: a damaged snapshot, index or mark file, or a blob to copy that
+       does not verify (nothing is deleted; run custos check --read-data)
+  2    usage: a bad --grace or --max-waste
   10   no repository;  11 repository locked;  12 wrong passphrase
   13   no custosd answers (with --data-dir)
 )";
@@ -194,6 +275,13 @@ void AddRetentionCommands(CLI::App& app, Globals& g, int& rc) {
   forget->add_option("--host", fr.hosts, "Only this host's (agent's) snapshots; repeatable");
   forget->add_option("--timezone", fr.zone, "IANA zone of the periods (default: the system's)");
   forget->add_flag("-n,--dry-run", fr.dry_run, "Show what would be removed; change nothing");
+  static bool forget_prune = false;
+  static std::string forget_grace;
+  static int forget_waste = -1;
+  forget->add_flag("--prune", forget_prune, "Prune afterwards (custos prune)");
+  forget->add_option("--grace", forget_grace, "With --prune: the prune's grace period (default 24h)");
+  forget->add_option("--max-waste", forget_waste, "With --prune: repack packs with more garbage than PCT % (default 20)")
+      ->check(CLI::Range(0, 100));
   forget->callback([&] {
     if (!within.empty()) {
       auto d = scheduler::ParseRetentionDuration(within);
@@ -208,10 +296,41 @@ void AddRetentionCommands(CLI::App& app, Globals& g, int& rc) {
                 kExitUsage);
       return;
     }
-    auto j = Run(g, appliance::ForgetRequestJson(fr), "forget", rc);
+    if ((!forget_grace.empty() || forget_waste >= 0) && !forget_prune) {
+      rc = Fail(InvalidArgumentError("forget: --grace and --max-waste belong to --prune"), kExitUsage);
+      return;
+    }
+    json req = json::parse(appliance::ForgetRequestJson(fr));
+    if (forget_prune) {
+      req["prune"] = true;
+      if (!forget_grace.empty()) req["grace"] = forget_grace;
+      if (forget_waste >= 0) req["max_waste"] = forget_waste;
+    }
+    auto j = Run(g, req.dump(), "forget", rc, forget_prune ? kPruneControlTimeoutMs : kRetentionControlTimeoutMs);
     if (!j) return;
     if (g.json) Print(*j);
     else if (!g.quiet) PrintForget(*j);
+  });
+
+  auto* prune = app.add_subcommand("prune", "Delete data no snapshot references (mark, then sweep after a grace period)");
+  prune->footer(kPruneFooter);
+  static std::string prune_grace = "24h";
+  static int prune_waste = 20;
+  static bool prune_dry = false;
+  prune->add_option("--grace", prune_grace, "Sweep only what was marked longer ago than DURATION (default 24h; 0: now)");
+  prune->add_option("--max-waste", prune_waste, "Repack packs whose garbage exceeds PCT % of their size (default 20)")
+      ->check(CLI::Range(0, 100));
+  prune->add_flag("-n,--dry-run", prune_dry, "Show what would be marked, swept and repacked; change nothing");
+  prune->callback([&] {
+    if (auto grace = storage::ParseGrace(prune_grace); !grace.ok()) {
+      rc = Fail(grace.status(), kExitUsage);
+      return;
+    }
+    json req = {{"cmd", "prune"}, {"grace", prune_grace}, {"max_waste", prune_waste}, {"dry_run", prune_dry}};
+    auto j = Run(g, req.dump(), "prune", rc, kPruneControlTimeoutMs);
+    if (!j) return;
+    if (g.json) Print(*j);
+    else if (!g.quiet) PrintPrune(*j);
   });
 
   auto* hold = app.add_subcommand("hold", "Hold snapshots so that no policy removes them; list and release holds");

@@ -109,6 +109,21 @@ void IndexSeeds() {
   Write(t, "entries", 2, Concat({U32(uint32_t(pack.entries.size())), entries}));
 }
 
+void MarkSeeds() {
+  const std::string t = "mark_file_fuzzer";
+  MarkFile mark;
+  mark.time_ns = 1800000000000000000;
+  mark.packs.push_back({Sha256(AsBytes("a pack")), {Sha256(AsBytes("blob 1")), Sha256(AsBytes("blob 2"))}});
+  mark.packs.push_back({Sha256(AsBytes("another pack")), {}});
+  mark.retired_packs.push_back(Sha256(AsBytes("a repacked pack")));
+  Bytes file = EncodeMarkFile(FixedKey(), mark);
+  Expect(DecodeMarkFile(FixedKey(), file).ok(), "mark file");
+  Write(t, "mark-file", 0, file);
+  auto plain = Open(FixedKey(), ByteView(file).subspan(kMarkMagic.size()), AsBytes(kMarkAd));
+  Expect(plain.ok(), "mark box");
+  Write(t, "mark-plaintext", 1, *plain);
+}
+
 void KeySlotSeeds() {
   const std::string t = "key_slot_fuzzer";
   std::string repo_id(64, 'a');
@@ -271,6 +286,7 @@ int main(int argc, char** argv) {
   g_out = argv[1];
   PackSeeds();
   IndexSeeds();
+  MarkSeeds();
   KeySlotSeeds();
   ConfigSeeds();
   SnapshotSeeds();

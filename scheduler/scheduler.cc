@@ -29,8 +29,9 @@ int JitterFor(int64_t id, Seconds slot, int jitter_s) {
 }
 
 Status ValidateSchedule(const Schedule& s) {
-  if (s.job != "backup" && s.job != "verify" && s.job != "drill" && s.job != "forget") {
-    return InvalidArgumentError("schedule: job \"" + s.job + "\" is not supported (backup, verify, drill, forget are)");
+  if (s.job != "backup" && s.job != "verify" && s.job != "drill" && s.job != "forget" && s.job != "prune") {
+    return InvalidArgumentError("schedule: job \"" + s.job +
+                                "\" is not supported (backup, verify, drill, forget, prune are)");
   }
   if (s.job == "forget" && s.retention.empty()) {
     return InvalidArgumentError("schedule: a forget needs a policy (--keep-last, --keep-daily, ...)");
@@ -38,9 +39,10 @@ Status ValidateSchedule(const Schedule& s) {
   if (s.job != "forget" && !s.retention.empty()) {
     return InvalidArgumentError("schedule: keep rules belong to a forget job");
   }
-  if (s.job != "verify" && s.agent.empty()) return InvalidArgumentError("schedule: a " + s.job + " needs --agent");
-  if (s.job == "verify" && (!s.agent.empty() || !s.paths.empty())) {
-    return InvalidArgumentError("schedule: verify scrubs the appliance's repository: no agent or paths");
+  bool whole_repository = s.job == "verify" || s.job == "prune";
+  if (!whole_repository && s.agent.empty()) return InvalidArgumentError("schedule: a " + s.job + " needs --agent");
+  if (whole_repository && (!s.agent.empty() || !s.paths.empty())) {
+    return InvalidArgumentError("schedule: " + s.job + " works on the appliance's whole repository: no agent or paths");
   }
   if (s.job == "backup" && s.paths.empty()) return InvalidArgumentError("schedule: a backup needs paths");
   if ((s.job == "drill" || s.job == "forget") && !s.paths.empty()) {

@@ -50,7 +50,8 @@ struct Schedule {
   // repository: one of `scrub_parts` parts of the packs per run; no agent),
   // "drill" (a restore drill of `agent`'s newest snapshot, `drill_sample`
   // files, 0 = all), "forget" (`retention` applied to `agent`'s snapshots;
-  // held ones are never removed).
+  // held ones are never removed), "prune" (the appliance's repository:
+  // storage/prune.h with its defaults; no agent).
   std::string job = "backup";
   int max_retries = 3;
   int scrub_parts = 30;

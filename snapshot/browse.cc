@@ -149,4 +149,22 @@ Status CollectSnapshotBlobs(storage::Repository& repo, const Manifest& m,
   return Status::Ok();
 }
 
+Result<std::unordered_set<Id, IdHash>> ReferencedBlobs(storage::Repository& repo) {
+  std::vector<Status> damaged;
+  ASSIGN_OR_RETURN(auto snapshots, LoadSnapshots(repo, &damaged));
+  if (!damaged.empty()) {
+    return damaged[0].Annotate("a snapshot does not load, so its blobs are unknown: refused (" +
+                               std::to_string(damaged.size()) + " damaged)");
+  }
+  std::unordered_map<Id, uint64_t, IdHash> blobs;
+  for (const auto& s : snapshots) {
+    Status st = CollectSnapshotBlobs(repo, s.manifest, &blobs);
+    if (!st.ok()) return st.Annotate("snapshot " + s.id.Hex());
+  }
+  std::unordered_set<Id, IdHash> out;
+  out.reserve(blobs.size());
+  for (const auto& [id, size] : blobs) out.insert(id);
+  return out;
+}
+
 }  // namespace custos::snapshot

@@ -7,6 +7,7 @@
 #include <functional>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "base/status.h"
 #include "snapshot/atimes.h"
@@ -55,5 +56,12 @@ Status CollectBlobs(storage::Repository& repo, const Id& tree, std::unordered_ma
 // Every blob a snapshot references: its trees, their data and its atime table.
 Status CollectSnapshotBlobs(storage::Repository& repo, const Manifest& m,
                             std::unordered_map<Id, uint64_t, IdHash>* blobs);
+
+// Every blob any snapshot of the repository references (prune's referenced
+// set, storage/prune.h); shared trees are walked once. Fails closed: a
+// snapshot that does not load or a tree that does not read is an error
+// (Corruption/NotFound naming it), since its blobs would otherwise count as
+// garbage.
+Result<std::unordered_set<Id, IdHash>> ReferencedBlobs(storage::Repository& repo);
 
 }  // namespace custos::snapshot

@@ -24,6 +24,7 @@ const char* FileTypeName(FileType t) {
     case FileType::kSnapshot: return "snapshot";
     case FileType::kReport: return "report";
     case FileType::kHold: return "hold";
+    case FileType::kMark: return "mark";
   }
   return "?";
 }
@@ -138,7 +139,7 @@ class LocalBackend : public Backend {
       }
     }
     RETURN_IF_ERROR(MakeDirs(root_));
-    for (const char* sub : {"keys", "index", "snapshots", "reports", "holds", "data"}) {
+    for (const char* sub : {"keys", "index", "snapshots", "reports", "holds", "marks", "data"}) {
       RETURN_IF_ERROR(MakeDirs(JoinPath(root_, sub)));
     }
     for (int i = 0; i < 256; ++i) {
@@ -244,6 +245,7 @@ class LocalBackend : public Backend {
   Status RemoveStaleTemporaries() override {
     std::vector<std::string> dirs = {root_, JoinPath(root_, "keys"), JoinPath(root_, "index"),
                                      JoinPath(root_, "snapshots"), JoinPath(root_, "reports"), JoinPath(root_, "holds"),
+                                     JoinPath(root_, "marks"),
                                      JoinPath(root_, "data")};
     for (int i = 0; i < 256; ++i) {
       uint8_t b = uint8_t(i);
@@ -275,6 +277,7 @@ class LocalBackend : public Backend {
       case FileType::kSnapshot: return JoinPath(root_, "snapshots");
       case FileType::kReport: return JoinPath(root_, "reports");
       case FileType::kHold: return JoinPath(root_, "holds");
+      case FileType::kMark: return JoinPath(root_, "marks");
       case FileType::kPack: return JoinPath(root_, "data");
     }
     return root_;
@@ -324,7 +327,7 @@ class LocalBackend : public Backend {
       std::string n = e->d_name;
       if (n == "." || n == ".." || n.rfind(kTempPrefix, 0) == 0) continue;
       bool layout_dir = depth == 0 ? (n == "keys" || n == "index" || n == "snapshots" || n == "reports" ||
-                                                n == "holds" || n == "data")
+                                                n == "holds" || n == "marks" || n == "data")
                                    : (depth == 1 && n.size() == 2 && IsLowerHex(n));
       if (depth == 0 && n == "lock") continue;
       if (!layout_dir || !IsEmptyLayout(JoinPath(dir, n), depth + 1)) {

@@ -35,7 +35,7 @@
 
 namespace custos::storage {
 
-enum class FileType { kConfig, kKey, kPack, kIndex, kSnapshot, kReport, kHold };
+enum class FileType { kConfig, kKey, kPack, kIndex, kSnapshot, kReport, kHold, kMark };
 const char* FileTypeName(FileType t);
 
 constexpr uint64_t kWholeFile = ~uint64_t(0);

@@ -139,8 +139,18 @@ Result<CheckReport> Check(Repository& repo, const CheckOptions& options) {
                                  blob_ids(unindexed)});
     }
   }
+  // Packs named only by superseded index files: a prune replaced them and
+  // deletes them after its grace period (storage/prune.h). Not orphans.
+  std::set<Id> retired;
+  for (const auto& [id, f] : index_files) {
+    if (!superseded.count(id)) continue;
+    for (const auto& p : f.packs) {
+      if (!indexed.count(p.pack) && on_disk.count(p.pack)) retired.insert(p.pack);
+    }
+  }
+  report.retired_packs = retired.size();
   for (const auto& [pack, size] : on_disk) {
-    if (!indexed.count(pack)) {
+    if (!indexed.count(pack) && !retired.count(pack)) {
       report.warnings.push_back({"pack " + pack.Hex(),
                                  "not named by any index (left by an interrupted writer; the next "
                                  "writer indexes it)",

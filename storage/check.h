@@ -4,7 +4,8 @@
 // and decrypts; every pack an index names exists, its header decrypts and
 // agrees with the index; every snapshot hashes to its name and decrypts.
 // Packs on disk that no index names are reported as warnings (an
-// interrupted writer leaves them; the next writer indexes them).
+// interrupted writer leaves them; the next writer indexes them), except
+// packs named by superseded index files (retired by a prune: counted).
 // Read-data: every selected pack is read whole, must hash to its name, and
 // every blob in it must decrypt, decompress and hash to its ID. Subset N/M
 // selects packs whose ID's first 32 bits modulo M equal N-1, so M runs with
@@ -42,6 +43,7 @@ struct CheckProblem {
 struct CheckReport {
   uint64_t key_slots = 0, index_files = 0, packs = 0, blobs = 0, snapshots = 0, reports = 0, holds = 0;
   uint64_t packs_read = 0, blobs_read = 0, bytes_read = 0;
+  uint64_t retired_packs = 0;  // replaced by a prune, deleted after its grace period
   std::vector<CheckProblem> errors;
   std::vector<CheckProblem> warnings;
   bool ok() const { return errors.empty(); }

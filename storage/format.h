@@ -18,6 +18,7 @@ constexpr std::string_view kIndexMagic{"CSTINDX\x01", 8};
 constexpr std::string_view kSnapshotMagic{"CSTSNAP\x01", 8};
 constexpr std::string_view kReportMagic{"CSTRPRT\x01", 8};
 constexpr std::string_view kHoldMagic{"CSTHOLD\x01", 8};
+constexpr std::string_view kMarkMagic{"CSTMARK\x01", 8};
 
 // Associated data that binds each box to its role (doc: "Boxes and AD").
 constexpr std::string_view kBlobAd = "custos.blob.v1";
@@ -26,6 +27,7 @@ constexpr std::string_view kIndexAd = "custos.index.v1";
 constexpr std::string_view kSnapshotAd = "custos.snapshot.v1";
 constexpr std::string_view kReportAd = "custos.report.v1";
 constexpr std::string_view kHoldAd = "custos.hold.v1";
+constexpr std::string_view kMarkAd = "custos.mark.v1";
 constexpr std::string_view kKeySlotAd = "custos.keyslot.v1";
 
 // Text magic of the JSON files (config, key slots).

@@ -111,4 +111,50 @@ Result<Bytes> DecodeHoldFile(const Key32& data_key, ByteView file) {
   return DecodeVersionedEnvelope(data_key, file, kHoldMagic, kHoldAd, "hold");
 }
 
+Bytes EncodeMarkFile(const Key32& data_key, const MarkFile& mark) {
+  Bytes plain;
+  PutU32(plain, kFormatVersion);
+  PutU64(plain, uint64_t(mark.time_ns));
+  PutU32(plain, uint32_t(mark.packs.size()));
+  for (const auto& p : mark.packs) {
+    Append(plain, p.pack.bytes);
+    PutU32(plain, uint32_t(p.blobs.size()));
+    for (const auto& b : p.blobs) Append(plain, b.bytes);
+  }
+  PutU32(plain, uint32_t(mark.retired_packs.size()));
+  for (const auto& p : mark.retired_packs) Append(plain, p.bytes);
+  return SealEnvelope(data_key, plain, kMarkMagic, kMarkAd);
+}
+
+Result<MarkFile> DecodeMarkFile(const Key32& data_key, ByteView file) {
+  ASSIGN_OR_RETURN(Bytes plain, OpenEnvelope(data_key, file, kMarkMagic, kMarkAd, "mark file"));
+  ByteReader r(plain);
+  uint32_t version = 0, npacks = 0, nretired = 0;
+  uint64_t time = 0;
+  if (!r.GetU32(&version)) return CorruptionError("mark file: truncated");
+  if (version != kFormatVersion) return NotSupportedError("mark file: version " + std::to_string(version));
+  if (!r.GetU64(&time) || time > uint64_t(INT64_MAX)) return CorruptionError("mark file: bad time");
+  MarkFile out;
+  out.time_ns = int64_t(time);
+  if (!r.GetU32(&npacks) || uint64_t(npacks) * 36 > r.remaining()) {
+    return CorruptionError("mark file: pack count exceeds the data");
+  }
+  out.packs.resize(npacks);
+  for (auto& p : out.packs) {
+    uint32_t n = 0;
+    if (!r.GetArray(&p.pack.bytes) || !r.GetU32(&n) || uint64_t(n) * 32 > r.remaining()) {
+      return CorruptionError("mark file: truncated pack record");
+    }
+    p.blobs.resize(n);
+    for (auto& b : p.blobs) r.GetArray(&b.bytes);
+  }
+  if (!r.GetU32(&nretired) || uint64_t(nretired) * 32 != r.remaining()) {
+    return CorruptionError("mark file: retired pack list does not fill the rest");
+  }
+  out.retired_packs.resize(nretired);
+  for (auto& p : out.retired_packs) r.GetArray(&p.bytes);
+  if (r.failed() || r.remaining() != 0) return CorruptionError("mark file: trailing bytes");
+  return out;
+}
+
 }  // namespace custos::storage

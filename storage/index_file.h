@@ -43,4 +43,23 @@ Result<Bytes> DecodeReportFile(const Key32& data_key, ByteView file);
 Bytes EncodeHoldFile(const Key32& data_key, ByteView payload);
 Result<Bytes> DecodeHoldFile(const Key32& data_key, ByteView file);
 
+// Mark files (prune's first phase, storage/prune.h): which blobs of which
+// packs were found unreferenced at `time_ns`, and which packs a repack
+// replaced (named only by superseded index files) and waits to delete.
+// Write-once like every file; doc/formats/repository.md, "Mark files".
+struct MarkedPack {
+  Id pack;
+  std::vector<Id> blobs;
+};
+struct MarkFile {
+  int64_t time_ns = 0;  // Unix time in ns when the blobs were found unreferenced
+  std::vector<MarkedPack> packs;
+  std::vector<Id> retired_packs;
+  bool empty() const { return packs.empty() && retired_packs.empty(); }
+};
+Bytes EncodeMarkFile(const Key32& data_key, const MarkFile& mark);
+// Corruption on bad magic, failed authentication or malformed contents;
+// NotSupported for another version.
+Result<MarkFile> DecodeMarkFile(const Key32& data_key, ByteView file);
+
 }  // namespace custos::storage

@@ -181,50 +181,121 @@ Result<std::unique_ptr<Repository>> Repository::Open(std::unique_ptr<Backend> ba
   return repo;
 }
 
-Status Repository::LoadIndex() {
-  std::vector<std::pair<std::string, IndexFile>> files;
-  std::unordered_set<Id, IdHash> superseded;
-  std::unordered_set<std::string> loaded;
-  {
-    std::lock_guard<std::mutex> g(mu_);
-    loaded.insert(index_files_.begin(), index_files_.end());
-  }
-  RETURN_IF_ERROR(backend_->List(FileType::kIndex, [&](const FileInfo& fi) -> Status {
-    if (loaded.count(fi.name)) return Status::Ok();
+Status Repository::ReadIndexFiles(const std::unordered_set<std::string>& skip,
+                                  std::vector<std::pair<std::string, IndexFile>>* files, std::vector<Status>* errors) {
+  return backend_->List(FileType::kIndex, [&](const FileInfo& fi) -> Status {
+    if (skip.count(fi.name)) return Status::Ok();
     auto bytes = backend_->Load(FileType::kIndex, fi.name);
     if (!bytes.ok()) {
-      index_errors_.push_back(bytes.status().Annotate("index " + fi.name));
+      // Removed since the listing (a prune deleting a superseded file) is no damage.
+      if (bytes.status().code() != Code::kNotFound) errors->push_back(bytes.status().Annotate("index " + fi.name));
       return Status::Ok();
     }
     if (Sha256(*bytes).Hex() != fi.name) {
-      index_errors_.push_back(IntegrityError("index " + fi.name + ": content does not hash to its name"));
+      errors->push_back(IntegrityError("index " + fi.name + ": content does not hash to its name"));
       return Status::Ok();
     }
     auto decoded = DecodeIndexFile(keys_->data, *bytes);
     if (!decoded.ok()) {
-      index_errors_.push_back(decoded.status().Annotate("index " + fi.name));
+      errors->push_back(decoded.status().Annotate("index " + fi.name));
       return Status::Ok();
     }
-    for (const auto& s : decoded->supersedes) superseded.insert(s);
-    files.emplace_back(fi.name, std::move(decoded).value());
+    files->emplace_back(fi.name, std::move(decoded).value());
     return Status::Ok();
-  }));
+  });
+}
+
+namespace {
+
+// Adds the entries of the index files in `files` that `superseded` does not
+// name to `index` (reserved, not finalized); their names go to `live`. The
+// superseded ones go to `skipped`, and the packs they name to `retired`
+// candidates (AddRetired keeps those no live file names).
+void AddIndexFiles(const std::vector<std::pair<std::string, IndexFile>>& files,
+                   const std::unordered_set<std::string>& superseded, Index& index, std::vector<std::string>* live,
+                   std::unordered_set<std::string>* skipped, std::vector<Id>* retired) {
   size_t total = 0;
   for (const auto& [name, f] : files) {
-    if (superseded.count(*Id::FromHex(name))) continue;
+    if (superseded.count(name)) continue;
     for (const auto& p : f.packs) total += p.entries.size();
   }
-  std::lock_guard<std::mutex> g(mu_);
-  index_.Reserve(total);
+  index.Reserve(total);
   for (const auto& [name, f] : files) {
-    if (superseded.count(*Id::FromHex(name))) continue;
-    index_files_.push_back(name);
+    if (superseded.count(name)) {
+      skipped->insert(name);
+      for (const auto& p : f.packs) retired->push_back(p.pack);
+      continue;
+    }
+    live->push_back(name);
     for (const auto& p : f.packs) {
-      uint32_t n = index_.AddPack(p.pack);
-      for (const auto& e : p.entries) index_.AddUnsorted(n, e);
+      uint32_t n = index.AddPack(p.pack);
+      for (const auto& e : p.entries) index.AddUnsorted(n, e);
     }
   }
-  index_.Finalize();
+  index.Finalize();
+}
+
+// Adds to `out` the `candidates` that `index` does not name.
+void AddRetired(const Index& index, const std::vector<Id>& candidates, std::unordered_set<Id, IdHash>* out) {
+  std::unordered_set<Id, IdHash> live_packs;
+  for (uint32_t i = 0; i < index.pack_count(); ++i) live_packs.insert(index.PackId(i));
+  for (const Id& p : candidates) {
+    if (!live_packs.count(p)) out->insert(p);
+  }
+}
+
+std::unordered_set<std::string> SupersededNames(const std::vector<std::pair<std::string, IndexFile>>& files) {
+  std::unordered_set<std::string> out;
+  for (const auto& [name, f] : files) {
+    for (const auto& s : f.supersedes) out.insert(s.Hex());
+  }
+  return out;
+}
+
+}  // namespace
+
+Status Repository::LoadIndex() {
+  std::vector<std::pair<std::string, IndexFile>> files;
+  std::vector<Status> errors;
+  std::unordered_set<std::string> live, loaded;
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    live.insert(index_files_.begin(), index_files_.end());
+    loaded = live;
+    loaded.insert(superseded_files_.begin(), superseded_files_.end());
+  }
+  RETURN_IF_ERROR(ReadIndexFiles(loaded, &files, &errors));
+  std::unordered_set<std::string> superseded = SupersededNames(files);
+  // A new file supersedes one already loaded (a prune ran since): rebuild.
+  for (const auto& name : superseded) {
+    if (live.count(name)) return ReloadIndex();
+  }
+  std::lock_guard<std::mutex> g(mu_);
+  for (auto& st : errors) index_errors_.push_back(std::move(st));
+  std::vector<Id> retired;
+  AddIndexFiles(files, superseded, index_, &index_files_, &superseded_files_, &retired);
+  AddRetired(index_, retired, &retired_packs_);
+  return Status::Ok();
+}
+
+Status Repository::ReloadIndex() {
+  std::vector<std::pair<std::string, IndexFile>> files;
+  std::vector<Status> errors;
+  RETURN_IF_ERROR(ReadIndexFiles({}, &files, &errors));
+  Index fresh;
+  std::vector<std::string> names;
+  std::unordered_set<std::string> skipped;
+  std::vector<Id> retired;
+  AddIndexFiles(files, SupersededNames(files), fresh, &names, &skipped, &retired);
+  std::unordered_set<Id, IdHash> retired_set;
+  AddRetired(fresh, retired, &retired_set);
+  std::lock_guard<std::mutex> g(mu_);
+  if (open_pack_ || !unindexed_.empty()) std::abort();  // callers flush first: a bug otherwise
+  index_ = std::move(fresh);
+  index_files_ = std::move(names);
+  superseded_files_ = std::move(skipped);
+  retired_packs_ = std::move(retired_set);
+  index_errors_ = std::move(errors);
   return Status::Ok();
 }
 
@@ -244,9 +315,17 @@ Status Repository::LockForWrite(const Actor& actor) {
     lock_ = std::move(lock);
   }
   RETURN_IF_ERROR(backend_->RemoveStaleTemporaries());
-  // Another writer may have added index files since Open.
-  if (index_loaded_) RETURN_IF_ERROR(LoadIndex());
+  // Another writer may have added index files since Open. A repository
+  // opened without its index loads it now: orphan indexing must know which
+  // packs the index names, or it would index every pack again.
+  RETURN_IF_ERROR(LoadIndex());
+  index_loaded_ = true;
   return IndexOrphanPacks();
+}
+
+std::unordered_set<Id, IdHash> Repository::retired_packs() const {
+  std::lock_guard<std::mutex> g(mu_);
+  return retired_packs_;
 }
 
 bool Repository::HasWriterLock() const {
@@ -259,6 +338,8 @@ Status Repository::IndexOrphanPacks() {
   {
     std::lock_guard<std::mutex> g(mu_);
     for (uint32_t i = 0; i < index_.pack_count(); ++i) known.insert(index_.PackId(i));
+    // Packs a prune replaced wait for their deletion; they are no orphans.
+    known.insert(retired_packs_.begin(), retired_packs_.end());
   }
   std::vector<FileInfo> orphans;
   RETURN_IF_ERROR(backend_->List(FileType::kPack, [&](const FileInfo& fi) -> Status {

@@ -83,10 +83,23 @@ class Repository {
   std::vector<std::string> index_file_names() const;
 
   // ---- writing (each needs LockForWrite first, else an abort: a bug)
-  // Busy if another writer holds the lock. Also removes temporaries and
+  // Busy if another writer holds the lock. Also removes temporaries, loads
+  // the index (if Open did not, or what other writers added since) and
   // indexes packs that an interrupted writer left unindexed.
   Status LockForWrite(const Actor& actor);
   bool HasWriterLock() const;
+
+  // Indexes packs that no index file names (as LockForWrite does), except
+  // packs a prune replaced (retired_packs). Needs the writer lock.
+  Status IndexOrphanPacks();
+  // Rebuilds the in-memory index from every index file, honouring
+  // `supersedes` (after a prune replaced index files). Call after Flush,
+  // from the writer: an open pack or unindexed packs are a bug (abort).
+  Status ReloadIndex();
+  // Packs named only by superseded index files: a prune replaced them.
+  // Those still on disk wait for a later prune to delete them after the
+  // grace period (storage/prune.h); they are neither live nor orphans.
+  std::unordered_set<Id, IdHash> retired_packs() const;
 
   // Stores a blob unless already present. Returns true when it was new.
   Result<bool> AddBlob(BlobType type, ByteView plaintext);
@@ -161,7 +174,10 @@ class Repository {
   // Loads index files not loaded yet (all of them at Open; at
   // LockForWrite those another writer added since).
   Status LoadIndex();
-  Status IndexOrphanPacks();
+  // Reads and decodes every index file whose name is not in `skip`;
+  // unreadable or damaged ones go to `errors`.
+  Status ReadIndexFiles(const std::unordered_set<std::string>& skip,
+                        std::vector<std::pair<std::string, IndexFile>>* files, std::vector<Status>* errors);
   Status SavePackLocked();
   Status WriteIndexLocked();
   Status SaveKeySlot(const KeySlot& slot);
@@ -175,7 +191,9 @@ class Repository {
 
   mutable std::mutex mu_;
   Index index_;
-  std::vector<std::string> index_files_;
+  std::vector<std::string> index_files_;      // loaded (live) index files
+  std::unordered_set<std::string> superseded_files_;  // present, superseded, skipped
+  std::unordered_set<Id, IdHash> retired_packs_;      // named only by superseded files
   std::vector<Status> index_errors_;
   std::unique_ptr<WriterLock> lock_;
   std::unique_ptr<PackWriter> open_pack_;  // null until the first blob

@@ -174,4 +174,33 @@ struct AgentSite {
   }
 };
 
+
+// The running job's JSON (from custos status), or null.
+inline nlohmann::json RunningJob(const Appliance& a) {
+  RunResult s = Cli(a.data, "--json status");
+  if (s.exit_code != 0) return nullptr;
+  nlohmann::json jobs = nlohmann::json::parse(s.out)["jobs"];
+  return jobs.empty() ? nlohmann::json(nullptr) : jobs[0];
+}
+
+// Waits (up to `seconds`) until the running job has `bytes` on the appliance.
+inline bool ReceivedAtLeast(const Appliance& a, uint64_t bytes, int seconds = 60) {
+  for (int i = 0; i < seconds * 20; ++i) {
+    nlohmann::json j = RunningJob(a);
+    if (j.is_object() && j.value("bytes_received", uint64_t(0)) >= bytes) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return false;
+}
+
+// The latest snapshot restores to exactly `src` (under OUT/<src path>).
+inline void RequireRestoresLike(const Appliance& a, const std::string& src, const std::string& out) {
+  RunResult r = a.Repo("restore latest --target " + Q(out));
+  INFO(r.out << r.err);
+  REQUIRE_EXIT(r, 0);
+  RunResult diff = test::Run("diff -r " + Q(src) + " " + Q(out + src));
+  INFO(diff.out << diff.err);
+  REQUIRE(diff.exit_code == 0);
+}
+
 }  // namespace custos::appliancetest

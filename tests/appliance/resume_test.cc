@@ -143,24 +143,6 @@ class TcpProxy {
 
 int PortOf(const std::string& endpoint) { return std::stoi(endpoint.substr(endpoint.rfind(':') + 1)); }
 
-// The running job's JSON (from custos status), or null.
-json RunningJob(const Appliance& a) {
-  RunResult s = Cli(a.data, "--json status");
-  if (s.exit_code != 0) return nullptr;
-  json jobs = json::parse(s.out)["jobs"];
-  return jobs.empty() ? json(nullptr) : jobs[0];
-}
-
-// Waits (up to `seconds`) until the running job has `bytes` on the appliance.
-bool ReceivedAtLeast(const Appliance& a, uint64_t bytes, int seconds = 60) {
-  for (int i = 0; i < seconds * 20; ++i) {
-    json j = RunningJob(a);
-    if (j.is_object() && j.value("bytes_received", uint64_t(0)) >= bytes) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  return false;
-}
-
 void MakeSource(const std::string& src, size_t big) {
   REQUIRE(::mkdir(src.c_str(), 0755) == 0);
   REQUIRE(::mkdir((src + "/etc").c_str(), 0755) == 0);
@@ -169,15 +151,6 @@ void MakeSource(const std::string& src, size_t big) {
 }
 
 // The snapshot restores (verified) and matches the source byte for byte.
-void RequireRestoresLike(const Appliance& a, const std::string& src, const std::string& out) {
-  RunResult r = a.Repo("restore latest --target " + Q(out));
-  INFO(r.out << r.err);
-  REQUIRE_EXIT(r, 0);
-  RunResult diff = test::Run("diff -r " + Q(src) + " " + Q(out + src));
-  INFO(diff.out << diff.err);
-  REQUIRE(diff.exit_code == 0);
-}
-
 json LatestSummary(const Appliance& a) {
   json snaps = json::parse(a.Repo("--json snapshots").out);
   REQUIRE(snaps.size() == 1);

@@ -173,3 +173,46 @@ TEST_CASE("forget cli: refusals and exit codes", "[cli][retention]") {
   REQUIRE_EXIT(check, 1);
   CHECK(Contains(check.err, "hold " + name));
 }
+
+TEST_CASE("prune cli: dry run, forget --prune, grace, refusals", "[cli][retention][prune]") {
+  test::TempDir work;
+  std::string repo = work.path() + "/repo", src = work.path() + "/src";
+  std::filesystem::create_directory(src);
+  InitRepo(repo);
+  WriteFile(src + "/f", std::string(300000, 'a') + "first");
+  CliBackup(repo, Q(src));
+  WriteFile(src + "/f", std::string(300000, 'b') + "second");
+  CliBackup(repo, Q(src));
+
+  REQUIRE_EXIT(C(repo, "prune --grace 24x"), 2);
+  REQUIRE_EXIT(C(repo, "prune --max-waste 101"), 2);
+  REQUIRE_EXIT(C(repo, "forget --keep-last 1 --grace 0"), 2);  // --grace belongs to --prune
+  REQUIRE(SnapshotIds(repo).size() == 2);
+
+  // Forget and prune with the default grace: the data is marked, not deleted.
+  RunResult fp = C(repo, "--json forget --keep-last 1 --prune");
+  REQUIRE_EXIT(fp, 0);
+  json f = json::parse(fp.out);
+  CHECK(f["removed"] == 1);
+  CHECK(f["prune"]["marked"].get<uint64_t>() >= 1);
+  CHECK(f["prune"]["swept"] == 0);
+  CHECK(f["prune"]["grace_s"] == 86400);
+  // A dry run with grace 0 shows what would go and changes nothing.
+  RunResult dry = C(repo, "--json prune --grace 0 --dry-run");
+  REQUIRE_EXIT(dry, 0);
+  json d = json::parse(dry.out);
+  CHECK(d["dry_run"] == true);
+  CHECK(d["swept"].get<uint64_t>() >= 1);
+  RunResult text = C(repo, "prune --grace 0");
+  REQUIRE_EXIT(text, 0);
+  CHECK(Contains(text.out, "freed"));
+  CHECK(Contains(text.err, "prune: done"));  // progress on stderr
+  RunResult after = C(repo, "--json prune --grace 0");
+  REQUIRE_EXIT(after, 0);
+  CHECK(json::parse(after.out)["swept"] == 0);  // nothing left to sweep
+  REQUIRE_EXIT(C(repo, "check --read-data"), 0);
+  RunResult restore = C(repo, "restore latest --target " + Q(work.path() + "/out"));
+  REQUIRE_EXIT(restore, 0);
+  RunResult diff = test::Run("diff -r " + Q(src) + " " + Q(work.path() + "/out" + src));
+  REQUIRE(diff.exit_code == 0);
+}
