@@ -62,6 +62,9 @@ TEST_CASE("schedules: add, list, remove, a scheduled backup runs by itself, catc
   REQUIRE(bad.exit_code == 2);
   bad = Cli(a.data, "schedule add --agent db01 --paths " + Q(src) + " --calendar 'daily 02:00' --job prune");
   REQUIRE(bad.exit_code == 2);
+  REQUIRE(Contains(bad.err, "whole repository"));
+  bad = Cli(a.data, "schedule add --calendar 'daily 02:00' --job compact");
+  REQUIRE(bad.exit_code == 2);
   REQUIRE(Contains(bad.err, "not supported"));
   bad = Cli(a.data, "schedule add --job verify --agent db01 --calendar 'daily 02:00'");
   REQUIRE(bad.exit_code == 2);
