@@ -202,6 +202,8 @@ Result<std::string> FormatRecord(const RecordHeader& h, const json& body) {
 
 Result<Record> ParseRecord(std::string_view line) {
   if (line.size() > kMaxLineBytes) return CorruptionError("line longer than " + std::to_string(kMaxLineBytes) + " bytes");
+  // The writer puts nothing around the object: no whitespace, no BOM.
+  if (line.empty() || line.front() != '{' || line.back() != '}') return CorruptionError("not a JSON object on its own (bytes around it)");
   json j;
   StrictSax sax(j);
   bool ok = json::sax_parse(line.begin(), line.end(), &sax, json::input_format_t::json, /*strict=*/true,
