@@ -125,6 +125,11 @@ class CaseStore {
   // ("case 2026-0001 is closed") for what a closed case does not accept.
   Result<uint64_t> Append(const std::string& id, std::string_view type, const nlohmann::json& body,
                           const Actor& actor);
+  // Appends several records with one fdatasync (Ledger::AppendBatch);
+  // returns the first one's seq. The same rules as Append for each record;
+  // nothing is written unless all pass. A batch holding task.end, hold or
+  // custody records gets one checkpoint after its last record.
+  Result<uint64_t> AppendBatch(const std::string& id, const std::vector<NewRecord>& records);
   // Signs a checkpoint over every record so far and appends its record.
   Result<CheckpointInfo> Checkpoint(const std::string& id, const Actor& actor);
   // case.close (body: reason) and a final checkpoint. InvalidArgument if
@@ -159,6 +164,7 @@ class CaseStore {
   Result<Case*> Load(const std::string& id);  // mu_ held
   Result<CheckpointInfo> CheckpointLocked(Case& c, const Actor& actor);
   Result<uint64_t> AppendLocked(Case& c, std::string_view type, const nlohmann::json& body, const Actor& actor);
+  Status CheckRecord(const NewRecord& r) const;
   Actor ApplianceActor() const;
   int64_t Now() const;
 

@@ -13,7 +13,7 @@
 #               libhowardhinnant-date-dev tzdata (scheduler: IANA time zones;
 #               libstdc++ 12 has no std::chrono::tzdb) (see /work/shared/DEPENDENCIES.md)
 #   tests/bench python3-zmq restic borgbackup xxd openssl libarchive-tools (bsdtar)
-#               unzip
+#               unzip, sleuthkit (mactime reads evidence bundles' timelines)
 set -euo pipefail
 
 PACKAGES=(
@@ -22,7 +22,7 @@ PACKAGES=(
   libssl-dev libsodium-dev libzstd-dev libarchive-dev libzmq3-dev cppzmq-dev
   catch2 libcli11-dev nlohmann-json3-dev libsqlite3-dev libtomlplusplus-dev libspdlog-dev libcurl4-openssl-dev
   libhowardhinnant-date-dev tzdata
-  python3-zmq restic borgbackup xxd openssl libarchive-tools unzip
+  python3-zmq restic borgbackup xxd openssl libarchive-tools unzip sleuthkit
 )
 
 SUDO=()

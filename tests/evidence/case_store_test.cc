@@ -226,3 +226,34 @@ TEST_CASE("case store repairs a torn append at reopen and says so in the ledger"
   CHECK_THAT(lines[2], Catch::Contains("removed a torn last ledger line of " + std::to_string(torn.size()) + " bytes"));
   CHECK(ScanLedger(Slurp(ledger)).ok());
 }
+
+TEST_CASE("case store appends a batch with one commit, all or nothing", "[evidence][store]") {
+  test::TempDir dir;
+  auto s = OpenStore(dir.path() + "/ev", TestKey());
+  auto c = s->OpenCase("c", "", "", Operator());
+  REQUIRE(c.ok());
+  std::string obj = PutBytes(*s, "x");
+  std::vector<NewRecord> batch;
+  for (int i = 0; i < 50; ++i) {
+    batch.push_back({"item", json{{"host", "web01"}, {"artifact", "file"}, {"path", "/f" + std::to_string(i)}, {"object", obj}}, Agent()});
+  }
+  batch.push_back({"task.end", json{{"task", 2}}, Agent()});
+  uint64_t before = s->Show(c->id)->records;
+  auto bad = batch;
+  bad[20].body["object"] = std::string(64, 'f');  // not stored
+  CHECK(s->AppendBatch(c->id, bad).status().code() == Code::kNotFound);
+  bad = batch;
+  bad[30].type = "export";
+  CHECK(s->AppendBatch(c->id, bad).status().code() == Code::kInvalidArgument);
+  CHECK(s->Show(c->id)->records == before);
+  auto first = s->AppendBatch(c->id, batch);
+  REQUIRE(first.ok());
+  CHECK(*first == before);
+  auto info = s->Show(c->id);
+  CHECK(info->items == 50);
+  CHECK(info->records == before + 51 + 1);  // and one checkpoint after the batch
+  CHECK(info->last_checkpoint->size == before + 51);
+  auto scan = ScanLedger(Slurp(s->CaseDir(c->id) + "/ledger.jsonl"));
+  REQUIRE(scan.ok());
+  CHECK(scan->records == info->records);
+}
