@@ -206,6 +206,9 @@ Result<CaseStore::Case*> CaseStore::Load(const std::string& id) {
   struct stat sb;
   if (::stat(c->dir.c_str(), &sb) != 0) return NotFoundError("no case " + id);
   c->info.id = id;
+  if (::stat(JoinPath(c->dir, "ledger.jsonl").c_str(), &sb) != 0 || sb.st_size == 0) {
+    return NotFoundError("no case " + id + " (its creation was interrupted before the first record)");
+  }
   CaseInfo& info = c->info;
   uint64_t truncated = 0;
   auto ledger = Ledger::Open(JoinPath(c->dir, "ledger.jsonl"), TornTail::kTruncate, &truncated,
@@ -332,8 +335,16 @@ Result<std::vector<CaseInfo>> CaseStore::List() {
   std::lock_guard<std::mutex> lock(mu_);
   std::vector<CaseInfo> out;
   for (const auto& id : ids) {
-    ASSIGN_OR_RETURN(Case * c, Load(id));
-    out.push_back(c->info);
+    auto c = Load(id);
+    if (c.ok()) {
+      out.push_back((*c)->info);
+    } else if (c.status().code() != Code::kNotFound) {
+      CaseInfo damaged;
+      damaged.id = id;
+      damaged.state = "damaged";
+      damaged.problem = c.status().ToString();
+      out.push_back(std::move(damaged));
+    }
   }
   return out;
 }

@@ -280,16 +280,16 @@ void EvidenceSeeds() {
   {
     auto store = CaseStore::Open(dir + "/ev", SigningKeyFromSeed(seed), o);
     Expect(store.ok(), "evidence store");
-    auto c = (*store)->OpenCase("seed case", "2026-11-27T08:00:00Z", "REF-1", Actor{"operator", "alice", ""});
+    auto c = (*store)->OpenCase("seed case", "2026-11-27T08:00:00Z", "REF-1", evidence::Actor{"operator", "alice", ""});
     Expect(c.ok(), "case");
     auto w = (*store)->NewObject();
     Expect(w.ok() && (*w)->Write(AsBytes(std::string("0|/etc/passwd|1|r/rrw-r--r--|0|0|10|1|2|3|0\n"))).ok(), "object");
     auto obj = (*w)->Commit();
     Expect(obj.ok(), "object");
-    Actor agent{"agent", "web01", "sha256:" + std::string(64, 'b')};
+    evidence::Actor agent{"agent", "web01", "sha256:" + std::string(64, 'b')};
     Expect((*store)->Append(c->id, "item", nlohmann::json{{"host", "web01"}, {"artifact", "timeline"}, {"object", *obj}}, agent).ok(), "item");
     Expect((*store)->Append(c->id, "task.end", nlohmann::json{{"task", 1}}, agent).ok(), "task.end");
-    Expect((*store)->Export(c->id, dir + "/b.tar", Actor{"operator", "alice", ""}).ok(), "export");
+    Expect((*store)->Export(c->id, dir + "/b.tar", evidence::Actor{"operator", "alice", ""}).ok(), "export");
     std::string ledger_path = (*store)->CaseDir(c->id) + "/ledger.jsonl";
     auto ledger = ReadFile(ledger_path);
     Expect(ledger.ok(), "ledger");

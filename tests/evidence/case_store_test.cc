@@ -257,3 +257,32 @@ TEST_CASE("case store appends a batch with one commit, all or nothing", "[eviden
   REQUIRE(scan.ok());
   CHECK(scan->records == info->records);
 }
+
+TEST_CASE("case store lists a damaged case as damaged and skips an interrupted creation", "[evidence][store][fault]") {
+  test::TempDir dir;
+  std::string a, b;
+  {
+    auto s = OpenStore(dir.path() + "/ev", TestKey());
+    a = s->OpenCase("a", "", "", Operator())->id;
+    b = s->OpenCase("b", "", "", Operator())->id;
+  }
+  // An edited record in a, an empty directory (crash right after mkdir) for a third.
+  std::string ledger = dir.path() + "/ev/cases/" + a + "/ledger.jsonl";
+  auto lines = Lines(Slurp(ledger));
+  lines[0].replace(lines[0].find("\"title\":\"a\""), 11, "\"title\":\"z\"");
+  Spit(ledger, JoinLines(lines));
+  REQUIRE(::mkdir((dir.path() + "/ev/cases/2026-0003").c_str(), 0700) == 0);
+  auto s = OpenStore(dir.path() + "/ev", TestKey());
+  auto list = s->List();
+  REQUIRE(list.ok());
+  REQUIRE(list->size() == 2);
+  CHECK((*list)[0].id == a);
+  CHECK((*list)[0].state == "damaged");
+  CHECK_THAT((*list)[0].problem, Catch::Contains("record 0 was altered"));
+  CHECK((*list)[1].state == "open");
+  CHECK(s->Show(a).status().code() == Code::kIntegrity);
+  CHECK(s->Show("2026-0003").status().code() == Code::kNotFound);
+  auto next = s->OpenCase("d", "", "", Operator());
+  REQUIRE(next.ok());
+  CHECK(next->id == "2026-0004");
+}
