@@ -390,38 +390,50 @@ echo "4. ledger hash chain"
 size=0
 [ -n "$latest" ] && size=$(sed -n 2p "$latest")
 case $size in '' | *[!0-9]*) bad "$latest: line 2 is not a tree size"; size=0 ;; esac
-# One file per line: the line's bytes (l*) and, for the lines the latest
-# checkpoint covers, 0x00 || the line (x*, the Merkle leaf input). Names
-# count from 1000001 so that the shell's sorted glob keeps line order.
+# The shell never reads the ledger line by line (its read builtin takes one
+# byte per system call): sed turns each line into a shell command, which
+# writes the line's bytes (l*) and, for the lines the latest checkpoint
+# covers, 0x00 || the line (x*, the Merkle leaf input). Names count from
+# 1000001 so that the shell's sorted glob keeps line order.
 i=1000000
 n=0
-line=
-while IFS= read -r line; do
+line_file() {
   i=$((i + 1))
-  printf '%s' "$line" >"$tmp/l$i"
-  [ $n -lt "$size" ] && printf '\000%s' "$line" >"$tmp/x$i"
+  printf '%s' "$1" >"$tmp/l$i"
+  [ $n -lt "$size" ] && printf '\000%s' "$1" >"$tmp/x$i"
   n=$((n + 1))
-  line=
-done <ledger.jsonl
-[ -n "$line" ] && bad "ledger.jsonl: the last line has no newline (torn)"
+}
+sed -e "s/'/'\\\\''/g" -e "s/^/line_file '/" -e "s/\$/'/" ledger.jsonl >"$tmp/lines.sh"
+. "$tmp/lines.sh"
+[ "$(xxd -s -1 -p ledger.jsonl)" = 0a ] || bad "ledger.jsonl: the last line has no newline (torn)"
 if [ $n -eq 0 ]; then
   bad "ledger.jsonl is empty"
 else
-  zero=0000000000000000000000000000000000000000000000000000000000000000
-  sha256sum "$tmp"/l* | sed 's/ .*//' >"$tmp/hashes"
-  { echo $zero; sed '$d' "$tmp/hashes"; } >"$tmp/expect"
-  sed -e 's/^{"v":1,"seq":\([0-9]*\),"prev":"\([0-9a-f]*\)",.*/\1 \2/' -e t -e 's/.*/- -/' ledger.jsonl >"$tmp/prevs"
+  # e<i>=<SHA-256 of line file l<i>>, then one check per line: seq in
+  # place, prev equal to the previous line's hash.
+  sha256sum "$tmp"/l* | sed 's|^\([0-9a-f]*\)  .*/l\([0-9]*\)$|e\2=\1|' >"$tmp/hashes.sh"
+  . "$tmp/hashes.sh"
   k=0
-  while IFS=' ' read -r seq prev <&3 && IFS= read -r want <&4; do
-    if [ "$seq" = - ]; then
+  check() {
+    if [ "$1" = - ]; then
       bad "ledger line $((k + 1)) is not a v1 record"
-    elif [ "$seq" != $k ]; then
-      bad "ledger line $((k + 1)): seq $seq where seq $k belongs (a record deleted, inserted or reordered)"
-    elif [ "$prev" != "$want" ]; then
-      bad "ledger line $((k + 1)): prev is not the SHA-256 of line $k (record $((k - 1)) altered)"
+    else
+      if [ $k -eq 0 ]; then
+        want=0000000000000000000000000000000000000000000000000000000000000000
+      else
+        eval "want=\$e$((1000000 + k))"
+      fi
+      if [ "$1" != $k ]; then
+        bad "ledger line $((k + 1)): seq $1 where seq $k belongs (a record deleted, inserted or reordered)"
+      elif [ "$2" != "$want" ]; then
+        bad "ledger line $((k + 1)): prev is not the SHA-256 of line $k (record $((k - 1)) altered)"
+      fi
     fi
     k=$((k + 1))
-  done 3<"$tmp/prevs" 4<"$tmp/expect"
+  }
+  sed -e 's/^{"v":1,"seq":\([0-9]*\),"prev":"\([0-9a-f]*\)",.*/check \1 \2/' -e t -e 's/.*/check - -/' \
+    ledger.jsonl >"$tmp/checks.sh"
+  . "$tmp/checks.sh"
 fi
 
 echo "5. Merkle root of $latest"
@@ -443,17 +455,20 @@ elif [ "$size" -gt 0 ]; then
     next=$((lv + 1))
     # Pairs become 0x01 || left || right; a last odd node moves up as it is.
     j=1000000
-    carry=
-    while IFS= read -r a <&3 && IFS= read -r ha <&4; do
-      if IFS= read -r b <&3 && IFS= read -r hb <&4; then
-        j=$((j + 1))
-        printf "\\001$a$b" >"$tmp/n$next.$j"
+    a=
+    pair() {
+      if [ -z "$a" ]; then
+        a=$1
       else
-        carry=$ha
+        j=$((j + 1))
+        printf "\\001$a$1" >"$tmp/n$next.$j"
+        a=
       fi
-    done 3<"$tmp/oct" 4<"$tmp/level$lv"
+    }
+    sed -e "s/^/pair '/" -e "s/\$/'/" "$tmp/oct" >"$tmp/pairs.sh"
+    . "$tmp/pairs.sh"
     sha256sum "$tmp"/n$next.* | sed 's/ .*//' >"$tmp/level$next"
-    [ -n "$carry" ] && echo "$carry" >>"$tmp/level$next"
+    [ -n "$a" ] && sed -n '$p' "$tmp/level$lv" >>"$tmp/level$next"
     lv=$next
   done
   root=$(sed -n 1p "$tmp/level$lv")

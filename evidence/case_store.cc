@@ -206,6 +206,9 @@ Result<CaseStore::Case*> CaseStore::Load(const std::string& id) {
   struct stat sb;
   if (::stat(c->dir.c_str(), &sb) != 0) return NotFoundError("no case " + id);
   c->info.id = id;
+  if (::stat(JoinPath(c->dir, "ledger.jsonl").c_str(), &sb) != 0 || sb.st_size == 0) {
+    return NotFoundError("no case " + id + " (its creation was interrupted before the first record)");
+  }
   CaseInfo& info = c->info;
   uint64_t truncated = 0;
   auto ledger = Ledger::Open(JoinPath(c->dir, "ledger.jsonl"), TornTail::kTruncate, &truncated,
@@ -332,8 +335,16 @@ Result<std::vector<CaseInfo>> CaseStore::List() {
   std::lock_guard<std::mutex> lock(mu_);
   std::vector<CaseInfo> out;
   for (const auto& id : ids) {
-    ASSIGN_OR_RETURN(Case * c, Load(id));
-    out.push_back(c->info);
+    auto c = Load(id);
+    if (c.ok()) {
+      out.push_back((*c)->info);
+    } else if (c.status().code() != Code::kNotFound) {
+      CaseInfo damaged;
+      damaged.id = id;
+      damaged.state = "damaged";
+      damaged.problem = c.status().ToString();
+      out.push_back(std::move(damaged));
+    }
   }
   return out;
 }
@@ -344,26 +355,47 @@ Result<CaseInfo> CaseStore::Show(const std::string& id) {
   return c->info;
 }
 
-Result<uint64_t> CaseStore::Append(const std::string& id, std::string_view type, const json& body, const Actor& actor) {
-  if (!IsRecordType(type)) return InvalidArgumentError("unknown record type '" + EscapeForDisplay(std::string(type)) + "'");
-  if (IsStoreType(type)) return InvalidArgumentError("record type " + std::string(type) + " is written by the store itself");
-  if (!body.is_object()) return InvalidArgumentError("record body must be a JSON object");
-  if (type == "hold") {
-    std::string action = Str(body, "action");
+Status CaseStore::CheckRecord(const NewRecord& r) const {
+  if (!IsRecordType(r.type)) return InvalidArgumentError("unknown record type '" + EscapeForDisplay(r.type) + "'");
+  if (IsStoreType(r.type)) return InvalidArgumentError("record type " + r.type + " is written by the store itself");
+  if (!r.body.is_object()) return InvalidArgumentError("record body must be a JSON object");
+  RETURN_IF_ERROR(ValidateActor(r.actor));
+  if (r.type == "hold") {
+    std::string action = Str(r.body, "action");
     if (action != "place" && action != "release") return InvalidArgumentError("a hold record needs \"action\": \"place\" or \"release\"");
   }
-  for (const std::string& obj : ObjectReferences(body)) {
+  for (const std::string& obj : ObjectReferences(r.body)) {
     if (obj.size() != 64 || !IsLowerHex(obj)) return InvalidArgumentError("\"object\" '" + EscapeForDisplay(obj) + "' is not a SHA-256 in lowercase hex");
     if (!HasObject(obj)) return NotFoundError("object " + obj + " is not in the evidence store");
   }
+  return Status::Ok();
+}
+
+Result<uint64_t> CaseStore::Append(const std::string& id, std::string_view type, const json& body, const Actor& actor) {
+  return AppendBatch(id, {NewRecord{std::string(type), body, actor}});
+}
+
+Result<uint64_t> CaseStore::AppendBatch(const std::string& id, const std::vector<NewRecord>& records) {
+  bool checkpoint = false;
+  for (const auto& r : records) {
+    RETURN_IF_ERROR(CheckRecord(r));
+    checkpoint |= CheckpointAfter(r.type);
+  }
   std::lock_guard<std::mutex> lock(mu_);
   ASSIGN_OR_RETURN(Case * c, Load(id));
-  if (c->info.state == "closed" && !AllowedWhenClosed(type)) {
-    return InvalidArgumentError("case " + id + " is closed: it accepts only note, hold and custody records and exports");
+  if (c->info.state == "closed") {
+    for (const auto& r : records) {
+      if (!AllowedWhenClosed(r.type)) {
+        return InvalidArgumentError("case " + id + " is closed: it accepts only note, hold and custody records and exports");
+      }
+    }
   }
-  ASSIGN_OR_RETURN(uint64_t seq, AppendLocked(*c, type, body, actor));
-  if (CheckpointAfter(type)) RETURN_IF_ERROR(CheckpointLocked(*c, ApplianceActor()).status());
-  return seq;
+  int64_t now = Now();
+  ASSIGN_OR_RETURN(uint64_t first, c->ledger->AppendBatch(records, now));
+  std::string time = snapshot::FormatTimeNs(now);
+  for (size_t i = 0; i < records.size(); ++i) ApplyRecord(c->info, first + i, records[i].type, records[i].body, time);
+  if (checkpoint) RETURN_IF_ERROR(CheckpointLocked(*c, ApplianceActor()).status());
+  return first;
 }
 
 Result<CheckpointInfo> CaseStore::Checkpoint(const std::string& id, const Actor& actor) {

@@ -77,7 +77,8 @@ struct CaseInfo {
   std::string id;
   std::string title, reference, detected_at;  // as given at open
   std::string opened_at, closed_at;           // RFC 3339 UTC; closed_at "" while open
-  std::string state;                          // "open" or "closed"
+  std::string state;                          // "open", "closed", or "damaged" (List only)
+  std::string problem;                        // why a case is "damaged": its ledger does not verify
   std::string close_reason;
   uint64_t records = 0;
   uint64_t items = 0, gaps = 0;
@@ -113,7 +114,10 @@ class CaseStore {
   // InvalidArgument on an empty or over-long (4 KiB) title or invalid UTF-8.
   Result<CaseInfo> OpenCase(const std::string& title, const std::string& detected_at, const std::string& reference,
                             const Actor& actor);
-  // Every case, by id.
+  // Every case, by id. A case whose ledger does not open or verify is
+  // listed with state "damaged" and the reason in `problem` (Show and the
+  // other calls return that error); a case directory without a first
+  // record (creation interrupted by a crash) is not a case and is skipped.
   Result<std::vector<CaseInfo>> List();
   // NotFound for an unknown id, InvalidArgument for a malformed one.
   Result<CaseInfo> Show(const std::string& id);
@@ -125,6 +129,11 @@ class CaseStore {
   // ("case 2026-0001 is closed") for what a closed case does not accept.
   Result<uint64_t> Append(const std::string& id, std::string_view type, const nlohmann::json& body,
                           const Actor& actor);
+  // Appends several records with one fdatasync (Ledger::AppendBatch);
+  // returns the first one's seq. The same rules as Append for each record;
+  // nothing is written unless all pass. A batch holding task.end, hold or
+  // custody records gets one checkpoint after its last record.
+  Result<uint64_t> AppendBatch(const std::string& id, const std::vector<NewRecord>& records);
   // Signs a checkpoint over every record so far and appends its record.
   Result<CheckpointInfo> Checkpoint(const std::string& id, const Actor& actor);
   // case.close (body: reason) and a final checkpoint. InvalidArgument if
@@ -159,6 +168,7 @@ class CaseStore {
   Result<Case*> Load(const std::string& id);  // mu_ held
   Result<CheckpointInfo> CheckpointLocked(Case& c, const Actor& actor);
   Result<uint64_t> AppendLocked(Case& c, std::string_view type, const nlohmann::json& body, const Actor& actor);
+  Status CheckRecord(const NewRecord& r) const;
   Actor ApplianceActor() const;
   int64_t Now() const;
 

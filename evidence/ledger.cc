@@ -202,6 +202,8 @@ Result<std::string> FormatRecord(const RecordHeader& h, const json& body) {
 
 Result<Record> ParseRecord(std::string_view line) {
   if (line.size() > kMaxLineBytes) return CorruptionError("line longer than " + std::to_string(kMaxLineBytes) + " bytes");
+  // The writer puts nothing around the object: no whitespace, no BOM.
+  if (line.empty() || line.front() != '{' || line.back() != '}') return CorruptionError("not a JSON object on its own (bytes around it)");
   json j;
   StrictSax sax(j);
   bool ok = json::sax_parse(line.begin(), line.end(), &sax, json::input_format_t::json, /*strict=*/true,
@@ -357,30 +359,47 @@ Result<std::unique_ptr<Ledger>> Ledger::Open(const std::string& path, TornTail t
 }
 
 Result<uint64_t> Ledger::Append(std::string_view type, const json& body, const Actor& actor, int64_t time_ns) {
+  NewRecord r{std::string(type), body, actor};
+  return AppendBatch(std::span<const NewRecord>(&r, 1), time_ns);
+}
+
+Result<uint64_t> Ledger::AppendBatch(std::span<const NewRecord> records, int64_t time_ns) {
   if (!broken_.ok()) return broken_;
-  RecordHeader h;
-  h.seq = tree_.size();
-  h.prev = last_;
-  h.time = snapshot::FormatTimeNs(time_ns);
-  h.actor = actor;
-  h.type = std::string(type);
-  ASSIGN_OR_RETURN(std::string line, FormatRecord(h, body));
-  Hash line_hash = Sha256(AsBytes(line));
-  Hash leaf = LeafHash(AsBytes(line));
-  line.push_back('\n');
-  Status st = WriteAll(fd_.get(), AsBytes(line), path_);
+  if (records.empty()) return InvalidArgumentError("no records to append");
+  std::string out;
+  std::vector<Hash> leaves;
+  leaves.reserve(records.size());
+  Hash prev = last_;
+  std::string time = snapshot::FormatTimeNs(time_ns);
+  for (size_t i = 0; i < records.size(); ++i) {
+    RecordHeader h;
+    h.seq = tree_.size() + i;
+    h.prev = prev;
+    h.time = time;
+    h.actor = records[i].actor;
+    h.type = records[i].type;
+    ASSIGN_OR_RETURN(std::string line, FormatRecord(h, records[i].body));
+    prev = Sha256(AsBytes(line));
+    leaves.push_back(LeafHash(AsBytes(line)));
+    out += line;
+    out.push_back('\n');
+  }
+  Status st = WriteAll(fd_.get(), AsBytes(out), path_);
   if (st.ok() && ::fdatasync(fd_.get()) != 0) st = ErrnoStatus(path_ + ": fdatasync", errno);
   if (!st.ok()) {
-    // The file may hold part of the line: refuse further appends until the
-    // ledger is opened again (which truncates the torn tail).
+    // The file may hold part of the lines: refuse further appends until the
+    // ledger is opened again (which truncates a torn tail).
     broken_ = st.Annotate("ledger unusable until reopened");
     return st;
   }
-  bytes_ += line.size();
-  last_ = line_hash;
-  tree_.AppendLeafHash(leaf);
-  leaves_.push_back(leaf);
-  return h.seq;
+  uint64_t first = tree_.size();
+  bytes_ += out.size();
+  last_ = prev;
+  for (const Hash& leaf : leaves) {
+    tree_.AppendLeafHash(leaf);
+    leaves_.push_back(leaf);
+  }
+  return first;
 }
 
 }  // namespace custos::evidence

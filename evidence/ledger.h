@@ -27,6 +27,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -116,6 +117,13 @@ struct ScanOptions {
 // newline are not an error here: they are counted in torn_bytes.
 Result<LedgerScan> ScanLedger(std::string_view data, const ScanOptions& options = {});
 
+// One record to append (Ledger::AppendBatch, CaseStore::AppendBatch).
+struct NewRecord {
+  std::string type;
+  nlohmann::json body;
+  Actor actor;
+};
+
 enum class TornTail {
   kFail,      // Open returns Corruption naming the torn line
   kTruncate,  // Open truncates the file to the last complete line (and fsyncs)
@@ -139,6 +147,12 @@ class Ledger {
   // appliance clock). InvalidArgument from FormatRecord; IOError leaves the
   // ledger unusable (every later call fails) since the file's tail is unknown.
   Result<uint64_t> Append(std::string_view type, const nlohmann::json& body, const Actor& actor, int64_t time_ns);
+  // Group commit: appends the records in order with one write(2) and one
+  // fdatasync, all stamped `time_ns`; returns the first one's seq. Either
+  // none is written (InvalidArgument for any bad record) or all are; a
+  // crash leaves a prefix plus at most a torn line. An fdatasync costs
+  // milliseconds on common disks: collection should batch its items.
+  Result<uint64_t> AppendBatch(std::span<const NewRecord> records, int64_t time_ns);
 
   uint64_t size() const { return tree_.size(); }   // records
   uint64_t bytes() const { return bytes_; }        // file length

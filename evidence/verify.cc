@@ -158,6 +158,7 @@ class Verifier {
     CheckKey();
     CheckSums();
     CheckLedger();
+    PrecomputeRoots();
     CheckCheckpoints();
     CheckObjects();
     CheckEarlier();
@@ -393,6 +394,25 @@ class Verifier {
               " records hash to another root (history rewritten)");
     } else {
       rep_.notes.push_back(what + " is contained in the bundle's ledger");
+    }
+  }
+
+  // The Merkle roots at every size a checkpoint names, in one pass over the
+  // leaves (a bundle may hold a checkpoint per task: one pass each would be
+  // quadratic).
+  void PrecomputeRoots() {
+    std::set<uint64_t> sizes;
+    for (const auto& [name, m] : members_) {
+      if (name.rfind("checkpoints/", 0) != 0 || name.size() < 4 || name.substr(name.size() - 4) != ".txt") continue;
+      if (auto cp = ParseCheckpoint(m.data); cp.ok()) sizes.insert(cp->size);
+    }
+    if (auto cp = ParseCheckpoint(opt_.earlier_checkpoint); cp.ok()) sizes.insert(cp->size);
+    MerkleTree tree;
+    auto next = sizes.begin();
+    while (next != sizes.end() && *next == 0) roots_[*next++] = tree.Root();
+    for (size_t i = 0; i < leaves_.size() && next != sizes.end(); ++i) {
+      tree.AppendLeafHash(leaves_[i]);
+      while (next != sizes.end() && *next == tree.size()) roots_[*next++] = tree.Root();
     }
   }
 

@@ -59,7 +59,7 @@ struct VerifyReport {
 };
 
 // Verifies the bundle in `tar_path`. The Status is an error only when the
-// bundle cannot be read at all (IOError: no file) ; everything wrong with
+// bundle cannot be read at all (the file does not open); everything wrong with
 // its content, including a tar that does not parse, is a problem in the
 // report.
 Result<VerifyReport> VerifyBundleFile(const std::string& tar_path, const VerifyOptions& options);

@@ -10,10 +10,14 @@
 #include <string>
 
 #include "base/crypto.h"
+#include "base/file_util.h"
 #include "fuzz/fuzz_util.h"
 #include "storage/format.h"
 #include "storage/index_file.h"
 #include "storage/keys.h"
+#include "evidence/case_store.h"
+#include "evidence/checkpoint.h"
+#include "evidence/ledger.h"
 #include "restore/report.h"
 #include "snapshot/manifest.h"
 #include "snapshot/atimes.h"
@@ -275,6 +279,52 @@ void ReportSeeds() {
   Write("report_fuzzer", "report", -1, AsBytes(payload));
 }
 
+// Evidence: ledger lines, a checkpoint text, a whole ledger, and a small
+// exported bundle (made in a temporary store with a fixed key and clock).
+void EvidenceSeeds() {
+  using namespace custos::evidence;
+  char tmpl[] = "/tmp/custos-seeds-XXXXXX";
+  if (!::mkdtemp(tmpl)) std::exit(1);
+  std::string dir = tmpl;
+  Key32 seed{};
+  seed[0] = 9;
+  StoreOptions o;
+  int64_t t = 1795773600LL * 1000000000LL;
+  o.clock = [&t] { return t += 1000000000LL; };
+  o.appliance_name = "seed";
+  {
+    auto store = CaseStore::Open(dir + "/ev", SigningKeyFromSeed(seed), o);
+    Expect(store.ok(), "evidence store");
+    auto c = (*store)->OpenCase("seed case", "2026-11-27T08:00:00Z", "REF-1", evidence::Actor{"operator", "alice", ""});
+    Expect(c.ok(), "case");
+    auto w = (*store)->NewObject();
+    Expect(w.ok() && (*w)->Write(AsBytes(std::string("0|/etc/passwd|1|r/rrw-r--r--|0|0|10|1|2|3|0\n"))).ok(), "object");
+    auto obj = (*w)->Commit();
+    Expect(obj.ok(), "object");
+    evidence::Actor agent{"agent", "web01", "sha256:" + std::string(64, 'b')};
+    Expect((*store)->Append(c->id, "item", nlohmann::json{{"host", "web01"}, {"artifact", "timeline"}, {"object", *obj}}, agent).ok(), "item");
+    Expect((*store)->Append(c->id, "task.end", nlohmann::json{{"task", 1}}, agent).ok(), "task.end");
+    Expect((*store)->Export(c->id, dir + "/b.tar", evidence::Actor{"operator", "alice", ""}).ok(), "export");
+    std::string ledger_path = (*store)->CaseDir(c->id) + "/ledger.jsonl";
+    auto ledger = ReadFile(ledger_path);
+    Expect(ledger.ok(), "ledger");
+    std::string text(ledger->begin(), ledger->end());
+    Expect(ScanLedger(text).ok(), "ledger scan");
+    Write("ledger_line_fuzzer", "line", 0, AsBytes(text.substr(0, text.find('\n'))));
+    size_t second = text.find('\n') + 1;
+    Write("ledger_line_fuzzer", "item-line", 0, AsBytes(text.substr(second, text.find('\n', second) - second)));
+    auto cp = ReadFile((*store)->CaseDir(c->id) + "/checkpoints/00000001.txt");
+    Expect(cp.ok() && ParseCheckpoint(AsString(*cp)).ok(), "checkpoint");
+    Write("ledger_line_fuzzer", "checkpoint", 1, *cp);
+    Write("ledger_line_fuzzer", "ledger", 2, *ledger);
+    auto tar = ReadFile(dir + "/b.tar");
+    Expect(tar.ok(), "bundle");
+    Write("bundle_fuzzer", "bundle", -1, *tar);
+  }
+  std::string rm = "rm -rf '" + dir + "'";
+  if (std::system(rm.c_str()) != 0) std::exit(1);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -294,5 +344,6 @@ int main(int argc, char** argv) {
   TreeSeeds();
   ManifestSeeds();
   ReportSeeds();
+  EvidenceSeeds();
   return 0;
 }

@@ -13,7 +13,7 @@
 #               libhowardhinnant-date-dev tzdata (scheduler: IANA time zones;
 #               libstdc++ 12 has no std::chrono::tzdb) (see /work/shared/DEPENDENCIES.md)
 #   tests/bench python3-zmq restic borgbackup xxd openssl libarchive-tools (bsdtar)
-#               unzip sleuthkit (mactime: evidence bundles' timelines)
+#               unzip, sleuthkit (mactime reads evidence bundles' timelines)
 set -euo pipefail
 
 PACKAGES=(
