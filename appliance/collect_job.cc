@@ -96,10 +96,18 @@ json CollectJob::Params() const {
               {"cmd_timeout_s", req_.cmd_timeout_s}};
 }
 
-Result<uint64_t> CollectJob::Record(std::string_view type, json body) {
+Status CollectJob::Record(std::string_view type, json body) {
   body["task"] = task_seq_;
   body["host"] = req_.agent;
-  return store_.Append(req_.case_id, type, body, agent_actor_);
+  pending_.push_back(evidence::NewRecord{std::string(type), std::move(body), agent_actor_});
+  return Status::Ok();
+}
+
+Status CollectJob::Flush() {
+  if (pending_.empty()) return Status::Ok();
+  std::vector<evidence::NewRecord> batch;
+  batch.swap(pending_);
+  return store_.AppendBatch(req_.case_id, batch).status();
 }
 
 CollectJob::Outcome CollectJob::OnEvidence(uint64_t n, const json& events, std::string_view payload) {
@@ -123,9 +131,14 @@ CollectJob::Outcome CollectJob::OnEvidence(uint64_t n, const json& events, std::
     }
     Status s = Event(events[i], payload, &offset, &out);
     if (!s.ok()) {
-      out.error = s;
+      Status flushed = Flush();  // what the message held before the bad event is kept
+      out.error = flushed.ok() ? s : flushed;
       return out;
     }
+  }
+  if (Status s = Flush(); !s.ok()) {
+    out.error = s;
+    return out;
   }
   out.finished = finished_;
   return out;
@@ -178,12 +191,12 @@ Status CollectJob::Event(const json& e, std::string_view payload, size_t* offset
     bool absent = e["reason"].get_ref<const std::string&>().rfind("absent", 0) == 0;
     if (absent) body["absent"] = true;
     ++(absent ? absent_ : gaps_);
-    return Record("gap", std::move(body)).status();
+    return Record("gap", std::move(body));
   }
   if (type == "footprint") {
     RETURN_IF_ERROR(CheckMembers(e, {{"what", S, true}}));
     ++footprints_;
-    return Record("footprint", json{{"what", e["what"]}}).status();
+    return Record("footprint", json{{"what", e["what"]}});
   }
   if (type == "finish") {
     RETURN_IF_ERROR(CheckMembers(e, {{"counts", O, true}}));
@@ -221,7 +234,7 @@ Status CollectJob::EndItem(const json& e, Outcome* out) {
       out->redo.push_back(std::move(r));
       body["retry"] = true;
     }
-    return Record("gap", std::move(body)).status();
+    return Record("gap", std::move(body));
   }
   body["object"] = mine;
   body["size"] = size;
@@ -235,7 +248,7 @@ Status CollectJob::EndItem(const json& e, Outcome* out) {
     if (e.contains("stderr")) body["stderr"] = e["stderr"];
   }
   ++items_;
-  return Record(kind == "cmd" ? "cmd" : "item", std::move(body)).status();
+  return Record(kind == "cmd" ? "cmd" : "item", std::move(body));
 }
 
 std::string CollectJob::state() const {
@@ -264,7 +277,8 @@ Status CollectJob::End(const std::string& state, const std::string& error) {
                 {{"absent", absent_}, {"mismatches", mismatches_}, {"footprints", footprints_}, {"bytes", bytes_}}}};
   if (agent_counts_.is_object()) body["agent_counts"] = agent_counts_;
   if (!error.empty()) body["error"] = error;
-  return Record("task.end", std::move(body)).status();
+  RETURN_IF_ERROR(Record("task.end", std::move(body)));
+  return Flush();
 }
 
 std::string CollectJob::Summary() const {

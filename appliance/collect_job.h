@@ -79,7 +79,12 @@ class CollectJob {
   CollectJob(evidence::CaseStore& store, Request request) : store_(store), req_(std::move(request)) {}
   Status Event(const nlohmann::json& e, std::string_view payload, size_t* offset, Outcome* out);
   Status EndItem(const nlohmann::json& e, Outcome* out);
-  Result<uint64_t> Record(std::string_view type, nlohmann::json body);
+  // Queues a record; Flush writes the queue with one fdatasync (one
+  // EVIDENCE message's records at a time: a durable append per item would
+  // cost a disk flush per small file).
+  Status Record(std::string_view type, nlohmann::json body);
+  Status Flush();
+  std::vector<evidence::NewRecord> pending_;
 
   evidence::CaseStore& store_;
   Request req_;
