@@ -39,17 +39,13 @@ json CaseJson(const evidence::CaseInfo& c) {
   return j;
 }
 
-std::string Str(const json& req, const char* key) {
-  auto it = req.find(key);
-  return it != req.end() && it->is_string() ? it->get<std::string>() : std::string();
-}
 
 Result<json> Handle(evidence::CaseStore& cases, storage::Repository& repo, const json& req) {
   const std::string cmd = req["cmd"];
   const evidence::Actor by = OperatorActor(req);
-  const std::string id = Str(req, "case");
+  const std::string id = evidence::StringMember(req, "case");
   if (cmd == "case-open") {
-    ASSIGN_OR_RETURN(auto c, cases.OpenCase(Str(req, "title"), Str(req, "detected_at"), Str(req, "reference"), by));
+    ASSIGN_OR_RETURN(auto c, cases.OpenCase(evidence::StringMember(req, "title"), evidence::StringMember(req, "detected_at"), evidence::StringMember(req, "reference"), by));
     return json{{"ok", true}, {"case", CaseJson(c)}, {"id", c.id}, {"key", cases.KeyFingerprint()}};
   }
   if (cmd == "case-list") {
@@ -74,14 +70,14 @@ Result<json> Handle(evidence::CaseStore& cases, storage::Repository& repo, const
     return out;
   }
   if (cmd == "case-close") {
-    RETURN_IF_ERROR(cases.Close(id, Str(req, "reason"), by));
+    RETURN_IF_ERROR(cases.Close(id, evidence::StringMember(req, "reason"), by));
     ASSIGN_OR_RETURN(auto c, cases.Show(id));
     return json{{"ok", true}, {"case", CaseJson(c)}};
   }
   if (cmd == "case-note") {
     std::optional<std::string> attach;
-    if (std::string a = Str(req, "attach"); !a.empty()) attach = a;
-    ASSIGN_OR_RETURN(uint64_t seq, cases.Note(id, Str(req, "text"), attach, by));
+    if (std::string a = evidence::StringMember(req, "attach"); !a.empty()) attach = a;
+    ASSIGN_OR_RETURN(uint64_t seq, cases.Note(id, evidence::StringMember(req, "text"), attach, by));
     return json{{"ok", true}, {"case", id}, {"record", seq}};
   }
   if (cmd == "case-checkpoint") {
@@ -89,7 +85,7 @@ Result<json> Handle(evidence::CaseStore& cases, storage::Repository& repo, const
     return json{{"ok", true}, {"case", id}, {"checkpoint", CheckpointJson(c)}};
   }
   if (cmd == "case-export") {
-    std::string out = Str(req, "output");
+    std::string out = evidence::StringMember(req, "output");
     if (out.empty() || out[0] != '/') return InvalidArgumentError("case export: the output path must be absolute");
     RETURN_IF_ERROR(cases.Export(id, out, by));
     ASSIGN_OR_RETURN(auto c, cases.Show(id));
@@ -101,7 +97,7 @@ Result<json> Handle(evidence::CaseStore& cases, storage::Repository& repo, const
     }
     ASSIGN_OR_RETURN(auto c, cases.Show(id));  // an unknown case places no hold
     (void)c;
-    std::string reason = Str(req, "reason");
+    std::string reason = evidence::StringMember(req, "reason");
     json placed = json::array();
     for (const auto& s : req["snapshots"]) {
       if (!s.is_string()) return InvalidArgumentError("case hold: snapshots must be strings");
@@ -114,7 +110,7 @@ Result<json> Handle(evidence::CaseStore& cases, storage::Repository& repo, const
   if (cmd == "case-release") {
     ASSIGN_OR_RETURN(auto c, cases.Show(id));
     (void)c;
-    std::string hold = Str(req, "hold");
+    std::string hold = evidence::StringMember(req, "hold");
     // Only this case's holds are released through it.
     ASSIGN_OR_RETURN(auto all, snapshot::ListHolds(repo));
     const snapshot::Hold* match = nullptr;
@@ -125,7 +121,7 @@ Result<json> Handle(evidence::CaseStore& cases, storage::Repository& repo, const
       }
     }
     if (!match) return NotFoundError("case release: no active hold " + hold + " of case " + id);
-    std::string reason = Str(req, "reason");
+    std::string reason = evidence::StringMember(req, "reason");
     if (reason.empty()) return InvalidArgumentError("case release: give a --reason (it goes into the ledger)");
     storage::Actor who = storage::Actor::FromProcess("custosd");
     who.user = by.name;
@@ -150,7 +146,7 @@ bool IsCaseCommand(const std::string& cmd) {
 }
 
 evidence::Actor OperatorActor(const json& req) {
-  std::string user = Str(req, "user");
+  std::string user = evidence::StringMember(req, "user");
   if (user.empty() || user.size() > 256) user = "operator";
   return evidence::Actor{"operator", user, ""};
 }

@@ -894,24 +894,26 @@ struct Server::Impl {
     bool tree = e["kind"] == "tree";
     bool zstd = e["compression"] == "zstd";
     Result<Bytes> plain = Bytes();
+    ByteView content = raw;  // a plain blob is checked where it lies (no copy)
     if (zstd) {
       plain = storage::ZstdDecompress(raw, size_t(std::min<uint64_t>(size, SIZE_MAX)));
-    } else if (size == raw.size()) {
-      plain = Bytes(raw.begin(), raw.end());
-    } else {
+      if (plain.ok()) content = *plain;
+    } else if (size != raw.size()) {
       plain = CorruptionError("size " + std::to_string(size) + " differs from the payload's");
     }
     if (!plain.ok()) return "blob " + bid.Hex() + " rejected: " + plain.status().message();
-    if (Sha256(*plain) != bid) return "blob " + bid.Hex() + " rejected: content does not hash to its ID";
-    if (tree && !snapshot::DecodeTree(*plain).ok()) return "blob " + bid.Hex() + " rejected: not a valid tree";
+    if (Sha256(content) != bid) return "blob " + bid.Hex() + " rejected: content does not hash to its ID";
+    if (tree && !snapshot::DecodeTree(content).ok()) return "blob " + bid.Hex() + " rejected: not a valid tree";
     // A verified zstd frame is sealed as it came (no second compression);
-    // a plain blob gets the repository's usual compression. One already
-    // stored (for another host) is not sealed again.
+    // a plain blob is sealed plain: the agent compressed with the
+    // repository's level and policy and found it not worth it (an agent
+    // that lies only wastes its own space). One already stored (for
+    // another host) is not sealed again.
     if (!repo->KnowsBlob(bid)) {
       auto type = tree ? storage::BlobType::kTree : storage::BlobType::kData;
       Result<bool> added = repo->AddEncodedBlob(
-          zstd ? storage::EncodeCompressedBlob(repo->keys().data, type, raw, uint32_t(plain->size()), bid)
-               : storage::EncodeBlob(repo->keys().data, type, *plain, bid, repo->config().zstd_level));
+          zstd ? storage::EncodeCompressedBlob(repo->keys().data, type, raw, uint32_t(content.size()), bid)
+               : storage::EncodeBlob(repo->keys().data, type, content, bid, /*zstd_level=*/0));
       if (!added.ok()) {
         *fatal = added.status();
         return "";
@@ -920,7 +922,7 @@ struct Server::Impl {
     // A blob sent again after a resume (its CREDIT was lost) counts once.
     if (j.got.received.insert(bid).second) {
       ++(tree ? j.got.tree_blobs : j.got.data_blobs);
-      j.got.bytes_stored += plain->size();
+      j.got.bytes_stored += content.size();
     }
     return "";
   }

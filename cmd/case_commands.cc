@@ -54,7 +54,7 @@ std::optional<uint64_t> ParseSize(const std::string& s) {
   return n << shift;
 }
 
-void PrintJson(const json& j) { std::cout << j.dump(-1, ' ', false, json::error_handler_t::replace) << "\n"; }
+void PrintCaseJson(const json& j) { std::cout << j.dump(-1, ' ', false, json::error_handler_t::replace) << "\n"; }
 
 std::string Absolute(const std::string& p) {
   if (p.empty() || p[0] == '/') return p;
@@ -119,7 +119,7 @@ behind sudo when there is one). Exit codes: 0 done, 1 refused or failed,
   open->callback([&] {
     auto j = Control(g, Request("case-open", {{"title", title}, {"detected_at", detected}, {"reference", reference}}), rc);
     if (!j) return;
-    if (g.json) return PrintJson((*j)["case"]);
+    if (g.json) return PrintCaseJson((*j)["case"]);
     std::printf("case %s opened; appliance key %s\n", j->value("id", "").c_str(), j->value("key", "").c_str());
   });
 
@@ -128,7 +128,7 @@ behind sudo when there is one). Exit codes: 0 done, 1 refused or failed,
   list->callback([&] {
     auto j = Control(g, Request("case-list"), rc);
     if (!j) return;
-    if (g.json) return PrintJson((*j)["cases"]);
+    if (g.json) return PrintCaseJson((*j)["cases"]);
     std::printf("%-11s %-7s %-21s %8s %6s %5s  %s\n", "CASE", "STATE", "OPENED", "RECORDS", "ITEMS", "GAPS", "TITLE");
     for (const auto& c : (*j)["cases"]) {
       std::printf("%-11s %-7s %-21s %8llu %6llu %5llu  %s\n", c.value("id", "").c_str(), c.value("state", "").c_str(),
@@ -145,7 +145,7 @@ behind sudo when there is one). Exit codes: 0 done, 1 refused or failed,
   show->callback([&] {
     auto j = Control(g, Request("case-show", {{"case", show_id}}), rc);
     if (!j) return;
-    if (g.json) return PrintJson(*j);
+    if (g.json) return PrintCaseJson(*j);
     PrintCase((*j)["case"]);
     std::printf("  key          %s\n", j->value("key", "").c_str());
     for (const auto& h : (*j)["holds"]) {
@@ -163,7 +163,7 @@ behind sudo when there is one). Exit codes: 0 done, 1 refused or failed,
   close->callback([&] {
     auto j = Control(g, Request("case-close", {{"case", close_id}, {"reason", close_reason}}), rc);
     if (!j) return;
-    if (g.json) return PrintJson((*j)["case"]);
+    if (g.json) return PrintCaseJson((*j)["case"]);
     std::printf("case %s closed\n", close_id.c_str());
   });
 
@@ -178,7 +178,7 @@ behind sudo when there is one). Exit codes: 0 done, 1 refused or failed,
     if (!note_attach.empty()) req["attach"] = Absolute(note_attach);
     auto j = Control(g, Request("case-note", req), rc);
     if (!j) return;
-    if (g.json) return PrintJson(*j);
+    if (g.json) return PrintCaseJson(*j);
     std::printf("note recorded as record %llu of case %s\n", (unsigned long long)j->value("record", uint64_t(0)),
                 note_id.c_str());
   });
@@ -251,7 +251,7 @@ written on the server, and whatever cannot be collected is recorded as a gap.)")
                    started->value("recipe_sha256", "").substr(0, 16).c_str());
     }
     if (col_no_wait) {
-      if (g.json) PrintJson(*started);
+      if (g.json) PrintCaseJson(*started);
       else std::printf("%s\n", job.c_str());
       return;
     }
@@ -262,7 +262,7 @@ written on the server, and whatever cannot be collected is recorded as a gap.)")
       json out = *done;
       out["message_type"] = "summary";
       out["case"] = col_id;
-      PrintJson(out);
+      PrintCaseJson(out);
     } else if (state == "ok" || state == "partial") {
       std::printf("collected %llu items (%s) into case %s%s\n", (unsigned long long)done->value("files", uint64_t(0)),
                   HumanBytes(done->value("bytes", uint64_t(0))).c_str(), col_id.c_str(),
@@ -288,7 +288,7 @@ written on the server, and whatever cannot be collected is recorded as a gap.)")
   hold->callback([&] {
     auto j = Control(g, Request("case-hold", {{"case", hold_id}, {"snapshots", hold_snaps}, {"reason", hold_reason}}), rc);
     if (!j) return;
-    if (g.json) return PrintJson(*j);
+    if (g.json) return PrintCaseJson(*j);
     for (const auto& h : (*j)["holds"]) {
       std::printf("snapshot %s held for case %s (hold %s)\n", h.value("snapshot", "").substr(0, 8).c_str(),
                   hold_id.c_str(), h.value("hold", "").substr(0, 8).c_str());
@@ -302,7 +302,7 @@ written on the server, and whatever cannot be collected is recorded as a gap.)")
   release->callback([&] {
     auto j = Control(g, Request("case-release", {{"case", rel_id}, {"hold", rel_hold}, {"reason", rel_reason}}), rc);
     if (!j) return;
-    if (g.json) return PrintJson(*j);
+    if (g.json) return PrintCaseJson(*j);
     std::printf("hold %s on snapshot %s released\n", j->value("hold", "").substr(0, 8).c_str(),
                 j->value("snapshot", "").substr(0, 8).c_str());
   });
@@ -326,7 +326,7 @@ written on the server, and whatever cannot be collected is recorded as a gap.)")
     auto done = WaitForJob(g, job, rc);
     if (!done) return;
     std::string state = done->value("state", "");
-    if (g.json) PrintJson(*done);
+    if (g.json) PrintCaseJson(*done);
     else if (state == "ok" || state == "partial") {
       std::printf("snapshot %s saved and held for case %s (%s)\n", done->value("snapshot", "").substr(0, 8).c_str(),
                   snap_id.c_str(), snap_label.c_str());
@@ -354,7 +354,7 @@ is recorded in the ledger and checkpointed first.)");
   exp->callback([&] {
     auto j = Control(g, Request("case-export", {{"case", exp_id}, {"output", Absolute(exp_out)}}), rc);
     if (!j) return;
-    if (g.json) return PrintJson(*j);
+    if (g.json) return PrintCaseJson(*j);
     std::printf("case %s exported to %s\nappliance key %s (give this fingerprint to the recipient out of band)\n",
                 exp_id.c_str(), EscapeForDisplay(j->value("output", "")).c_str(), j->value("key", "").c_str());
   });
@@ -366,7 +366,7 @@ is recorded in the ledger and checkpointed first.)");
   ck->callback([&] {
     auto j = Control(g, Request("case-checkpoint", {{"case", ck_id}}), rc);
     if (!j) return;
-    if (g.json) return PrintJson(*j);
+    if (g.json) return PrintCaseJson(*j);
     const json& k = (*j)["checkpoint"];
     std::printf("checkpoint of case %s: size %llu, root %s (%s)\n", ck_id.c_str(),
                 (unsigned long long)k.value("size", uint64_t(0)), k.value("root", "").c_str(), k.value("file", "").c_str());

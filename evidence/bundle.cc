@@ -26,7 +26,6 @@ namespace {
 constexpr char kTmpPrefix[] = ".custos-bundle-";
 // The tar convention: 10240-byte records (blocking factor 20), as exports (D23).
 constexpr int kBytesPerBlock = 10240;
-constexpr size_t kCopyBlock = 1 << 20;
 
 // A host name as a file name: [A-Za-z0-9._-] kept, anything else '_'.
 std::string SafeFileName(const std::string& s) {
@@ -39,10 +38,6 @@ std::string SafeFileName(const std::string& s) {
   return out;
 }
 
-std::string Str(const json& j, const char* key) {
-  auto it = j.find(key);
-  return it != j.end() && it->is_string() ? it->get<std::string>() : "";
-}
 
 // Writes tar members to an fd and keeps SHA256SUMS as it goes.
 class TarWriter {
@@ -209,7 +204,7 @@ Result<Contents> ReadContents(std::string_view ledger) {
     }
     if (r.header.type == "checkpoint") {
       for (const char* k : {"text", "sig", "tsr"}) {
-        std::string f = Str(r.body, k);
+        std::string f = StringMember(r.body, k);
         if (f.empty()) continue;
         if (f.rfind("checkpoints/", 0) != 0 || f.find("..") != std::string::npos || f.find('/', 12) != std::string::npos) {
           return CorruptionError("record " + std::to_string(r.header.seq) + ": checkpoint file '" + EscapeForDisplay(f) + "' is not under checkpoints/");
@@ -217,8 +212,8 @@ Result<Contents> ReadContents(std::string_view ledger) {
         c.checkpoint_files.push_back(f);
       }
     }
-    if (r.header.type == "item" && Str(r.body, "artifact") == "timeline" && !Str(r.body, "object").empty()) {
-      c.timelines[SafeFileName(Str(r.body, "host")) + ".body"].push_back(Str(r.body, "object"));
+    if (r.header.type == "item" && StringMember(r.body, "artifact") == "timeline" && !StringMember(r.body, "object").empty()) {
+      c.timelines[SafeFileName(StringMember(r.body, "host")) + ".body"].push_back(StringMember(r.body, "object"));
     }
     return Status::Ok();
   };

@@ -22,7 +22,6 @@ namespace {
 
 constexpr size_t kMaxTitle = 4096;
 constexpr size_t kMaxNoteText = 64 << 10;
-constexpr size_t kCopyBlock = 1 << 20;
 
 // Types the store writes itself; Append refuses them.
 bool IsStoreType(std::string_view t) {
@@ -33,38 +32,34 @@ bool AllowedWhenClosed(std::string_view t) { return t == "note" || t == "hold" |
 // After these the store takes a checkpoint by itself.
 bool CheckpointAfter(std::string_view t) { return t == "task.end" || t == "hold" || t == "custody"; }
 
-std::string Str(const json& j, const char* key) {
-  auto it = j.find(key);
-  return it != j.end() && it->is_string() ? it->get<std::string>() : "";
-}
 
 // Folds one record into a case's summary (at load and after each append).
 void ApplyRecord(CaseInfo& info, uint64_t seq, std::string_view type, const json& body, const std::string& time) {
   info.records = seq + 1;
   if (type == "case.open") {
-    info.title = Str(body, "title");
-    info.reference = Str(body, "reference");
-    info.detected_at = Str(body, "detected_at");
+    info.title = StringMember(body, "title");
+    info.reference = StringMember(body, "reference");
+    info.detected_at = StringMember(body, "detected_at");
     info.opened_at = time;
     info.state = "open";
   } else if (type == "case.close") {
     info.state = "closed";
     info.closed_at = time;
-    info.close_reason = Str(body, "reason");
+    info.close_reason = StringMember(body, "reason");
   } else if (type == "item") {
     ++info.items;
   } else if (type == "gap") {
     ++info.gaps;
   } else if (type == "hold") {
-    info.held = Str(body, "action") == "place";
+    info.held = StringMember(body, "action") == "place";
   } else if (type == "checkpoint") {
     CheckpointInfo cp;
     auto size = body.find("size");
     cp.size = size != body.end() && size->is_number_unsigned() ? size->get<uint64_t>() : 0;
-    cp.root = Str(body, "root");
-    cp.time = Str(body, "time");
-    cp.text_file = Str(body, "text");
-    cp.timestamped = !Str(body, "tsr").empty();
+    cp.root = StringMember(body, "root");
+    cp.time = StringMember(body, "time");
+    cp.text_file = StringMember(body, "text");
+    cp.timestamped = !StringMember(body, "tsr").empty();
     cp.record_seq = seq;
     info.last_checkpoint = cp;
   }
@@ -361,7 +356,7 @@ Status CaseStore::CheckRecord(const NewRecord& r) const {
   if (!r.body.is_object()) return InvalidArgumentError("record body must be a JSON object");
   RETURN_IF_ERROR(ValidateActor(r.actor));
   if (r.type == "hold") {
-    std::string action = Str(r.body, "action");
+    std::string action = StringMember(r.body, "action");
     if (action != "place" && action != "release") return InvalidArgumentError("a hold record needs \"action\": \"place\" or \"release\"");
   }
   for (const std::string& obj : ObjectReferences(r.body)) {

@@ -117,6 +117,15 @@ struct ScanOptions {
 // newline are not an error here: they are counted in torn_bytes.
 Result<LedgerScan> ScanLedger(std::string_view data, const ScanOptions& options = {});
 
+// The string member `key` of a JSON object, or "" when it is absent or not a
+// string (record bodies are read defensively).
+inline std::string StringMember(const nlohmann::json& j, const char* key) {
+  auto it = j.find(key);
+  return it != j.end() && it->is_string() ? it->get<std::string>() : "";
+}
+// Copy buffer for evidence files (objects into the store and the bundle).
+inline constexpr size_t kCopyBlock = 1 << 20;
+
 // One record to append (Ledger::AppendBatch, CaseStore::AppendBatch).
 struct NewRecord {
   std::string type;

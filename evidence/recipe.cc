@@ -12,7 +12,7 @@ namespace {
 // The Linux triage profile. Version it (the number on the first line)
 // whenever a step changes: the plan record names the text's hash, and a
 // report must say which recipe produced what.
-constexpr std::string_view kLinuxTriage = R"(recipe linux-triage 1
+constexpr std::string_view kLinuxTriage = R"(recipe linux-triage 2
 # Linux triage, in RFC 3227 order of volatility: the most volatile first.
 # 1. Network state: sockets with their processes, addresses, routes,
 #    neighbours, firewall rules.
@@ -57,9 +57,11 @@ tree      persistence.sudoers      /etc/sudoers.d
 file      persistence.shell        /etc/profile /etc/bash.bashrc /etc/rc.local /root/.bashrc /root/.profile
 tree      persistence.profile      /etc/profile.d
 file      persistence.history      /root/.*_history /home/*/.*_history
-# 9. Installed package integrity.
+# 9. Installed package integrity (Debian family, then RPM family: the one
+#    not installed is an absent gap).
 cmd       packages.verify          dpkg --verify
 cmd       packages.list            dpkg-query -W
+cmd       packages.verify-rpm      rpm -Va
 )";
 
 struct Builtin {
