@@ -398,15 +398,15 @@ line_file() {
   [ $n -lt "$size" ] && printf '\000%s' "$1" >"$tmp/x$i"
   n=$((n + 1))
 }
-sed -e "s/'/'\\\\''/g" -e "s/^/line_file '/" -e "s/\$/'/" ledger.jsonl >"$tmp/lines.sh"
-. "$tmp/lines.sh"
+sed -e "s/'/'\\\\''/g" -e "s/^/line_file '/" -e "s/\$/'/" ledger.jsonl >"$tmp/ledger-cmds.sh"
+. "$tmp/ledger-cmds.sh"
 [ "$(xxd -s -1 -p ledger.jsonl)" = 0a ] || bad "ledger.jsonl: the last line has no newline (torn)"
 if [ $n -eq 0 ]; then
   bad "ledger.jsonl is empty"
 else
   # e<i>=<SHA-256 of line file l<i>>, then one check per line: seq in
   # place, prev equal to the previous line's hash.
-  sha256sum "$tmp"/l* | sed 's|^\([0-9a-f]*\)  .*/l\([0-9]*\)$|e\2=\1|' >"$tmp/hashes.sh"
+  sha256sum "$tmp"/l1* | sed 's|^\([0-9a-f]*\)  .*/l\([0-9]*\)$|e\2=\1|' >"$tmp/hashes.sh"
   . "$tmp/hashes.sh"
   k=0
   check() {
@@ -435,7 +435,7 @@ echo "5. Merkle root of $latest"
 if [ "$size" -gt $n ]; then
   bad "$latest covers $size records but ledger.jsonl has $n (ledger cut short)"
 elif [ "$size" -gt 0 ]; then
-  sha256sum "$tmp"/x* | sed 's/ .*//' >"$tmp/level0"
+  sha256sum "$tmp"/x1* | sed 's/ .*//' >"$tmp/level0"
   lv=0
   while [ "$(sed -n '$=' "$tmp/level$lv")" -gt 1 ]; do
     # Each hash as printf octal escapes (hex digit -> 4 bits -> 2+3+3 bits).

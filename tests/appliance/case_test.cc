@@ -170,6 +170,7 @@ TEST_CASE("case collect: a recipe runs on the agent, every item is hashed twice 
   RunResult vs = test::Run("cd " + Q(root) + " && sh VERIFY.sh");
   INFO(vs.out << vs.err);
   CHECK(vs.exit_code == 0);
+  CHECK(vs.err.empty());
   CHECK(test::Run("cd " + Q(root) + " && sha256sum --quiet -c SHA256SUMS").exit_code == 0);
   CHECK(test::Run("cd " + Q(root) + " && openssl pkeyutl -verify -pubin -inkey pubkey.pem -rawin -in SHA256SUMS "
                   "-sigfile SHA256SUMS.sig").exit_code == 0);
