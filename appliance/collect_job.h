@@ -56,6 +56,7 @@ class CollectJob {
   // The JOB params for the agent.
   nlohmann::json Params() const;
   uint64_t task() const { return task_seq_; }
+  const std::string& case_id() const { return req_.case_id; }
 
   struct Outcome {
     nlohmann::json redo = nlohmann::json::array();  // file items to read again (REDO)

@@ -1520,6 +1520,15 @@ struct Server::Impl {
       if (*r) return json{{"ok", true}, {"job", JobJson(**r)}};
       return json{{"ok", false}, {"error", "no job " + jid}};
     }
+    if (cmd == "case-close") {  // a running collection would find its case closed under it
+      for (const auto& [jid, j] : jobs) {
+        if (j.collect && j.collect->case_id() == req.value("case", "")) {
+          return json{{"ok", false}, {"error", "case " + j.collect->case_id() + " has a collection running (job " + jid +
+                                                   "); close it when the job has ended"},
+                      {"code", "busy"}};
+        }
+      }
+    }
     if (IsCaseCommand(cmd)) return HandleCaseRequest(*cases, *repo, req);
     if (cmd == "case-collect") return StartCollect(req);
     if (cmd == "case-snapshot") return StartCaseSnapshot(req);

@@ -329,6 +329,9 @@ def main():
               "custos case collect --no-wait sends JOB {kind: collect, params: case, recipe text}")
         cjid = job.get("job", "none")
         b.send("ACCEPT", {"job": cjid})
+        close = subprocess.run([CUSTOS, "case", "close", case], env=env, capture_output=True, text=True)
+        check(close.returncode == 1 and "collection running" in close.stderr,
+              "custos case close is refused while a collection of the case runs")
         good = b"good content"
         begin = {"e": "begin", "item": 1, "artifact": "files", "kind": "file", "path": "/etc/a", "before": {"size": 12}}
         end = {"e": "end", "size": len(good), "sha256": hashlib.sha256(good).hexdigest(), "after": {"size": 12},
