@@ -158,6 +158,14 @@ struct BackupJob {
 // gives it up.
 constexpr int kMaxBreaks = 5;
 
+// What WELCOME.jobs says about job `id` (cap.md section 7): its "action", or
+// "gone" when it is missing or malformed.
+std::string ResumeAction(const json& jobs, const std::string& id) {
+  if (!jobs.is_object() || !jobs.contains(id) || !jobs[id].is_object()) return "gone";
+  const json& a = jobs[id].value("action", json());
+  return a.is_string() ? a.get<std::string>() : "gone";
+}
+
 // Parses JOB params for a backup; InvalidArgument names what is wrong.
 Status ParseBackupParams(const json& p, snapshot::BackupOptions* o, Key32* chunker_key,
                          snapshot::ChunkerParams* cp, int* zstd_level) {
@@ -250,6 +258,29 @@ Status Agent::Run(const RunOptions& options) {
   std::unique_ptr<RestoreRun> restore;  // a restore job (agent/remote_source.h); its destructor joins
   std::unique_ptr<CollectRun> collect;  // an evidence collection (agent/remote_collect.h); likewise
   int collect_breaks = 0, restore_breaks = 0;
+  // A restore or collection whose session broke: kept for the next session
+  // (Detach), or given up after kMaxBreaks in a row without progress.
+  auto detach_run = [&](auto& run, int& breaks, const char* what, const std::string& why) {
+    if (!run) return;
+    if (++breaks > kMaxBreaks) {
+      say(std::string(what) + " job " + run->id() + " given up: " + why);
+      run.reset();
+    } else {
+      run->Detach();
+      say(std::string(what) + " job " + run->id() + " waits for the appliance: " + why);
+    }
+  };
+  // WELCOME's verdict on a restore or collection this agent asked to resume.
+  auto resume_run = [&](auto& run, const char* what, const json& jobs) {
+    if (!run) return;
+    if (ResumeAction(jobs, run->id()) == "continue") {
+      run->Resumed(1);  // an ERROR about the job now refers to our HELLO
+      say(std::string(what) + " job " + run->id() + " continues");
+    } else {
+      say(std::string(what) + " job " + run->id() + " given up: the appliance no longer runs it");
+      run.reset();
+    }
+  };
   auto busy_with = [&]() -> std::string {
     if (job) return job->id;
     if (restore) return restore->id();
@@ -291,24 +322,8 @@ Status Agent::Run(const RunOptions& options) {
       // The session is over but the job is not: the next session asks the
       // appliance to continue it (cap.md section 7).
       auto detach_job = [&](const std::string& why) {
-        if (restore) {
-          if (++restore_breaks > kMaxBreaks) {
-            say("restore job " + restore->id() + " given up: " + why);
-            restore.reset();
-          } else {
-            restore->Detach();
-            say("restore job " + restore->id() + " waits for the appliance: " + why);
-          }
-        }
-        if (collect) {
-          if (++collect_breaks > kMaxBreaks) {
-            say("collection job " + collect->id() + " given up: " + why);
-            collect.reset();
-          } else {
-            collect->Detach();
-            say("collection job " + collect->id() + " waits for the appliance: " + why);
-          }
-        }
+        detach_run(restore, restore_breaks, "restore", why);
+        detach_run(collect, collect_breaks, "collection", why);
         if (!job) return;
         if (++job->breaks > kMaxBreaks) {
           say("backup job " + job->id + " given up: " + why + " (" + std::to_string(kMaxBreaks) +
@@ -331,34 +346,13 @@ Status Agent::Run(const RunOptions& options) {
             heartbeat_ms = int(m.header["heartbeat_ms"].get<uint64_t>());
             credit = m.header["credit"].get<uint64_t>();
             say("connected as " + s.name);
-            if (restore) {
-              const json& js = m.header["jobs"];
-              if (js.contains(restore->id()) && js[restore->id()].is_object() &&
-                  js[restore->id()].value("action", "") == "continue") {
-                restore->Resumed(1);
-                say("restore job " + restore->id() + " continues");
-              } else {
-                say("restore job " + restore->id() + " given up: the appliance no longer runs it");
-                restore.reset();
-              }
-            }
-            if (collect) {
-              const json& js = m.header["jobs"];
-              bool cont = js.contains(collect->id()) && js[collect->id()].is_object() &&
-                          js[collect->id()].value("action", "") == "continue";
-              if (cont) {
-                collect->Resumed(1);
-                say("collection job " + collect->id() + " continues");
-              } else {
-                say("collection job " + collect->id() + " given up: the appliance no longer runs it");
-                collect.reset();
-              }
-            }
+            resume_run(restore, "restore", m.header["jobs"]);
+            resume_run(collect, "collection", m.header["jobs"]);
             if (job) {
               // What the appliance says about the job this agent was running.
               const json& js = m.header["jobs"];
               json entry = js.contains(job->id) && js[job->id].is_object() ? js[job->id] : json::object();
-              std::string action = entry.contains("action") && entry["action"].is_string() ? entry["action"] : "gone";
+              std::string action = ResumeAction(js, job->id);
               job->job_seq = 1;  // an ERROR about this job now refers to our HELLO
               if (action == "continue") {
                 say("backup job " + job->id + " continues");

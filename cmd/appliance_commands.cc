@@ -120,6 +120,14 @@ std::optional<json> WaitForJob(const Globals& g, const std::string& job, int& rc
   return j;
 }
 
+int JobExitCode(const Globals& g, const std::string& what, const std::string& job, const json& done) {
+  std::string state = done.value("state", "");
+  if (state == "ok") return kExitOk;
+  if (state == "partial") return kExitPartial;
+  if (!g.json) PrintError(what + " job " + job + " " + state + ": " + done.value("error", ""));
+  return kExitError;
+}
+
 int RemoteBackup(const Globals& g, const std::string& agent, const std::vector<std::string>& paths,
                  const std::vector<std::string>& excludes, bool exclude_caches, bool one_file_system) {
   int rc = 0;
@@ -142,10 +150,7 @@ int RemoteBackup(const Globals& g, const std::string& agent, const std::vector<s
     std::printf("snapshot %s saved on the appliance%s\n", j.value("snapshot", "").substr(0, 8).c_str(),
                 state == "partial" ? " (partial: some items could not be read)" : "");
   }
-  if (state == "ok") return 0;
-  if (state == "partial") return kExitPartial;
-  if (!g.json) PrintError("backup job " + job + " " + state + ": " + j.value("error", ""));
-  return kExitError;
+  return JobExitCode(g, "backup", job, j);
 }
 
 int RemoteRestore(const Globals& g, const RemoteRestoreRequest& q) {
@@ -210,10 +215,7 @@ int RemoteRestore(const Globals& g, const RemoteRestoreRequest& q) {
                   report.substr(0, 8).c_str());
     }
   }
-  if (state == "ok") return kExitOk;
-  if (state == "partial") return kExitPartial;
-  if (!g.json) PrintError("restore job " + job + " " + state + ": " + j.value("error", ""));
-  return kExitError;
+  return JobExitCode(g, "restore", job, j);
 }
 
 void AddApplianceCommands(CLI::App& app, Globals& g, int& rc) {

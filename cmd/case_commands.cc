@@ -269,13 +269,7 @@ written on the server, and whatever cannot be collected is recorded as a gap.)")
                   state == "partial" ? "; some items could not be collected: see the gap records (custos case show)"
                                      : "");
     }
-    if (state == "ok") return;
-    if (state == "partial") {
-      rc = kExitPartial;
-      return;
-    }
-    if (!g.json) PrintError("collection job " + job + " " + state + ": " + done->value("error", ""));
-    rc = kExitError;
+    rc = JobExitCode(g, "collection", job, *done);
   });
 
   // ---- hold / release
@@ -331,13 +325,7 @@ written on the server, and whatever cannot be collected is recorded as a gap.)")
       std::printf("snapshot %s saved and held for case %s (%s)\n", done->value("snapshot", "").substr(0, 8).c_str(),
                   snap_id.c_str(), snap_label.c_str());
     }
-    if (state == "ok") return;
-    if (state == "partial") {
-      rc = kExitPartial;
-      return;
-    }
-    if (!g.json) PrintError("job " + job + " " + state + ": " + done->value("error", ""));
-    rc = kExitError;
+    rc = JobExitCode(g, "backup", job, *done);
   });
 
   // ---- export

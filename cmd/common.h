@@ -82,6 +82,9 @@ std::optional<nlohmann::json> Control(const Globals& g, const nlohmann::json& re
 // --json), riding out a custosd restart; its final record, or nothing with
 // rc set.
 std::optional<nlohmann::json> WaitForJob(const Globals& g, const std::string& job, int& rc);
+// The exit code for a job that ended (its final record): 0 ok, 3 partial,
+// else 1 after printing "WHAT job ID STATE: ERROR" (not with --json).
+int JobExitCode(const Globals& g, const std::string& what, const std::string& job, const nlohmann::json& done);
 // case open|list|show|close|note|collect|hold|release|snapshot|export|checkpoint
 void AddCaseCommands(CLI::App& app, Globals& g, int& rc);
 

@@ -183,14 +183,20 @@ inline nlohmann::json RunningJob(const Appliance& a) {
   return jobs.empty() ? nlohmann::json(nullptr) : jobs[0];
 }
 
-// Waits (up to `seconds`) until the running job has `bytes` on the appliance.
-inline bool ReceivedAtLeast(const Appliance& a, uint64_t bytes, int seconds = 60) {
+// Waits (up to `seconds`) until the running job's `key` reaches `bytes`:
+// "bytes_received" (a backup's bytes on the appliance) or "bytes" (the
+// progress a restore or collection reports).
+inline bool RunningJobAt(const Appliance& a, const char* key, uint64_t bytes, int seconds = 60) {
   for (int i = 0; i < seconds * 20; ++i) {
     nlohmann::json j = RunningJob(a);
-    if (j.is_object() && j.value("bytes_received", uint64_t(0)) >= bytes) return true;
+    if (j.is_object() && j.value(key, uint64_t(0)) >= bytes) return true;
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   return false;
+}
+// Waits until the running backup has `bytes` on the appliance.
+inline bool ReceivedAtLeast(const Appliance& a, uint64_t bytes, int seconds = 60) {
+  return RunningJobAt(a, "bytes_received", bytes, seconds);
 }
 
 // The latest snapshot restores to exactly `src` (under OUT/<src path>).

@@ -255,13 +255,7 @@ TEST_CASE("resume: a restore whose connection drops continues where it stopped",
   std::string target = work.path() + "/restored";
   Proc job(kBin + "/custos --data-dir " + Q(a.data) + " restore latest --host db00 --agent db01 --target " + Q(target),
            work.path(), "job");
-  bool midway = false;
-  for (int i = 0; i < 1200 && !midway; ++i) {
-    json j = RunningJob(a);
-    midway = j.is_object() && j.value("bytes", uint64_t(0)) >= (32u << 20);
-    if (!midway) std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  REQUIRE(midway);
+  REQUIRE(RunningJobAt(a, "bytes", 32u << 20));
   uint64_t before = proxy.bytes();
   proxy.DropAll();
   int rc = job.Wait();
@@ -291,13 +285,7 @@ TEST_CASE("resume: an evidence collection whose connection drops continues, each
   std::string id = json::parse(open.out)["id"];
   Proc job(kBin + "/custos --data-dir " + Q(a.data) + " case collect " + id + " --agent db01 --path " + Q(src),
            work.path(), "job");
-  bool midway = false;
-  for (int i = 0; i < 1200 && !midway; ++i) {
-    json j = RunningJob(a);
-    midway = j.is_object() && j.value("bytes", uint64_t(0)) >= (32u << 20);
-    if (!midway) std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  REQUIRE(midway);
+  REQUIRE(RunningJobAt(a, "bytes", 32u << 20));
   uint64_t before = proxy.bytes();
   proxy.DropAll();
   int rc = job.Wait();
