@@ -15,7 +15,8 @@
 #      Results go to WORKDIR/remote/runs.csv (PIN=0) or runs-pinned.csv.
 # Steps per rep: first backup and unchanged re-backup, local and through the agent.
 # Output: one line per run and a markdown table (wall, throughput, peak RSS of
-#   custos / custosd / custos-agent) on stdout; runs in WORKDIR/remote/runs.csv.
+#   custos / custosd / custos-agent, and the CPU seconds of each) on stdout;
+#   runs in WORKDIR/remote/runs.csv.
 set -euo pipefail
 
 WORK=$(cd "$1" && pwd)
@@ -32,7 +33,8 @@ if [[ $PIN == 1 ]]; then
   CSV=$OUT/runs-pinned.csv
   server_cpu=(taskset -c 0) appliance_cpu=(taskset -c 1)
 fi
-[[ -f $CSV ]] || echo "mode,rep,wall_s,bytes,custos_rss_kb,custosd_rss_kb,agent_rss_kb" >"$CSV"
+HEADER="mode,rep,wall_s,bytes,custos_rss_kb,custosd_rss_kb,agent_rss_kb,custos_cpu_s,custosd_cpu_s,agent_cpu_s"
+[[ -f $CSV && $(head -1 "$CSV") == "$HEADER" ]] || echo "$HEADER" >"$CSV"
 BYTES=$(du -sb "$SERVER" | cut -f1)
 
 drop_cache() {
@@ -42,22 +44,30 @@ drop_cache() {
 dpid= apid=
 trap 'kill $apid $dpid 2>/dev/null || true' EXIT
 hwm() { awk '/VmHWM/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+# CPU seconds (user + system) a process has used so far.
+cpu() { awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 now() { date +%s.%N; }
 
 # timed MODE REP COMMAND...: drops the cache, runs COMMAND under time(1) and
-# appends a CSV row (custosd and agent peak RSS when they run).
+# appends a CSV row: wall time, peak RSS and the CPU seconds each process
+# spent on the run (custosd and the agent when they run).
 timed() {
-  local mode=$1 rep=$2 t0 t1 wall
+  local mode=$1 rep=$2 t0 t1 wall d0=0 a0=0 drss=0 arss=0 dcpu=0 acpu=0
   shift 2
   drop_cache
+  if [[ -n $dpid ]]; then d0=$(cpu "$dpid"); a0=$(cpu "$apid"); fi
   t0=$(now)
-  /usr/bin/time -f "%M" -o "$OUT/time.txt" "$@"
+  /usr/bin/time -f "%M %U %S" -o "$OUT/time.txt" "$@"
   t1=$(now)
   wall=$(echo "$t1 - $t0" | bc)
-  local drss=0 arss=0
-  if [[ -n $dpid ]]; then drss=$(hwm "$dpid"); arss=$(hwm "$apid"); fi
-  echo "$mode,$rep,$wall,$BYTES,$(tail -1 "$OUT/time.txt"),$drss,$arss" >>"$CSV"
-  echo "[$(date +%T)] $mode rep$rep: wall=${wall}s custos=$(tail -1 "$OUT/time.txt")KB custosd=${drss}KB agent=${arss}KB" >&2
+  if [[ -n $dpid ]]; then
+    drss=$(hwm "$dpid") arss=$(hwm "$apid")
+    dcpu=$(echo "$(cpu "$dpid") - $d0" | bc) acpu=$(echo "$(cpu "$apid") - $a0" | bc)
+  fi
+  local rss ccpu
+  read -r rss ccpu < <(awk '{print $1, $2 + $3}' "$OUT/time.txt" | tail -1)
+  echo "$mode,$rep,$wall,$BYTES,$rss,$drss,$arss,$ccpu,$dcpu,$acpu" >>"$CSV"
+  echo "[$(date +%T)] $mode rep$rep: wall=${wall}s custos=${rss}KB/${ccpu}s custosd=${drss}KB/${dcpu}s agent=${arss}KB/${acpu}s" >&2
 }
 
 for rep in $(seq "$REPS"); do
@@ -109,6 +119,9 @@ print("|---|---|---|---|")
 print(f"| local `custos backup` | {lw:.2f} | {b/2**20/lw:.1f} | {med('local','custos_rss_kb')/1024:.1f} |")
 print(f"| `custos backup --agent` over loopback | {rw:.2f} | {b/2**20/rw:.1f} | custosd {med('remote','custosd_rss_kb')/1024:.1f}, agent {med('remote','agent_rss_kb')/1024:.1f} |")
 print(f"\nremote throughput / local throughput: {lw/rw:.2f} (target at least 0.80)")
+lc, ac, dc = med("local", "custos_cpu_s"), med("remote", "agent_cpu_s"), med("remote", "custosd_cpu_s")
+print(f"CPU seconds, first backup: local custos {lc:.2f}; through the agent: agent {ac:.2f} + custosd {dc:.2f}"
+      f" = {ac + dc:.2f} (local / remote CPU: {lc / (ac + dc):.2f})")
 lu, ru = med("local-unchanged", "wall_s"), med("remote-unchanged", "wall_s")
 print(f"unchanged re-backup: local {lu:.2f} s, through the agent {ru:.2f} s, ratio {lu/ru:.2f}")
 PY

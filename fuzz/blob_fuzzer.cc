@@ -12,6 +12,10 @@
 //      payload (right for uncompressed blobs), else all zero.
 //   2: u8 type, u8 zstd level (mod 4), then plaintext: EncodeBlob then
 //      DecodeBlob must give the plaintext back.
+//   3: u8 flags, u32 size (mod 2^21), then a zstd frame as an agent sends
+//      it: VerifyFrame (the appliance's check) must agree with decompressing
+//      in one piece and hashing. flags bit 0: id = SHA-256 of what the frame
+//      decompresses to (when it does), else all zero.
 #include <cstddef>
 #include <cstdint>
 
@@ -48,7 +52,7 @@ void CheckDecoded(const PackEntry& entry, const Result<Bytes>& plain) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   fuzz::Input in(data, size);
-  switch (in.U8() % 3) {
+  switch (in.U8() % 4) {
     case 0: {
       PackEntry e;
       e.type = BlobType(in.U8());
@@ -94,6 +98,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       // The associated data binds the type.
       blob.entry.type = type == BlobType::kData ? BlobType::kTree : BlobType::kData;
       FUZZ_CHECK(!DecodeBlob(FixedKey(), blob.entry, blob.box).ok());
+      break;
+    }
+    case 3: {
+      uint8_t flags = in.U8();
+      size_t n = in.U32() % (1u << 21);
+      ByteView frame = in.Rest();
+      auto plain = ZstdDecompress(frame, n);
+      Id id;
+      if (plain.ok() && (flags & 1)) id = Sha256(*plain);
+      Status st = VerifyFrame(frame, n, id);
+      FUZZ_CHECK(st.ok() == (plain.ok() && Sha256(*plain) == id));
+      if (!st.ok() && plain.ok()) FUZZ_CHECK(st.code() == Code::kIntegrity);
       break;
     }
   }

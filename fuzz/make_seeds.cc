@@ -199,6 +199,10 @@ void BlobSeeds() {
     Bytes head2 = {uint8_t(BlobType::kData), 3};
     Write(t, std::string(name) + "-plaintext", 2, Concat({head2, AsBytes(text)}));
   }
+  Bytes frame;
+  Expect(ZstdCompress(AsBytes(kText), 3, &frame), "zstd frame");
+  Expect(VerifyFrame(frame, kText.size(), Sha256(AsBytes(kText))).ok(), "wire frame");
+  Write(t, "wire-frame", 3, Concat({Bytes{1}, U32(uint32_t(kText.size())), frame}));
 }
 
 void TreeSeeds() {

@@ -55,6 +55,12 @@ bool ZstdCompress(ByteView plaintext, int zstd_level, Bytes* out);
 // `size` bytes (at most kMaxBlobSize).
 Result<Bytes> ZstdDecompress(ByteView frame, size_t size);
 
+// Checks that `frame` is one zstd frame of `size` plaintext bytes (at most
+// kMaxBlobSize) whose SHA-256 is `id`, without keeping the plaintext:
+// Corruption when it does not decompress, Integrity when it hashes to
+// something else. What the appliance does to every blob an agent sends.
+Status VerifyFrame(ByteView frame, size_t size, const Id& id);
+
 // Opens, decompresses and hashes a stored blob. The box is authenticated
 // with id, type and compression as associated data; raw_length is checked
 // unless it is kUnknownRawLength (the in-memory index does not keep it).

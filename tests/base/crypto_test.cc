@@ -59,4 +59,9 @@ TEST_CASE("hex and base64 round trip and reject bad input", "[base]") {
   REQUIRE_FALSE(FromHex("zz").has_value());
   REQUIRE(*Base64Decode(Base64Encode(b)) == b);
   REQUIRE_FALSE(Base64Decode("!!!!").has_value());
+  Id id = Sha256(b);
+  REQUIRE(Id::FromHex(id.Hex()) == id);
+  REQUIRE_FALSE(Id::FromHex(id.Hex().substr(2)).has_value());        // short
+  REQUIRE_FALSE(Id::FromHex(id.Hex() + "00").has_value());           // long
+  REQUIRE_FALSE(Id::FromHex("g" + id.Hex().substr(1)).has_value());  // not hex
 }
