@@ -12,6 +12,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <thread>
 
@@ -73,15 +74,33 @@ Result<State> LoadState(const std::string& dir) {
   return s;
 }
 
-std::unique_ptr<zmq::socket_t> Dial(zmq::context_t& ctx, const State& s) {
-  auto sock = std::make_unique<zmq::socket_t>(ctx, zmq::socket_type::dealer);
-  sock->set(zmq::sockopt::curve_serverkey, s.appliance_key);
-  sock->set(zmq::sockopt::curve_publickey, s.public_key);
-  sock->set(zmq::sockopt::curve_secretkey, s.secret_key);
-  sock->set(zmq::sockopt::linger, 0);
-  sock->set(zmq::sockopt::maxmsgsize, int64_t(32) << 20);
-  sock->connect(s.endpoint);
-  return sock;
+// A connection to the appliance: the DEALER socket, and a monitor of it that
+// reports the appliance refusing our key during the CURVE handshake (its
+// ZAP handler answers 400 for a key that is neither enrolled nor a pending
+// token's: revoked, or a used, expired or mistyped token). Without it such
+// a refusal looks like silence: libzmq just dials again.
+struct Link {
+  std::unique_ptr<zmq::socket_t> monitor;  // declared first: closed last
+  std::unique_ptr<zmq::socket_t> sock;
+};
+
+Link Dial(zmq::context_t& ctx, const State& s) {
+  static std::atomic<unsigned> serial{0};
+  Link l;
+  l.sock = std::make_unique<zmq::socket_t>(ctx, zmq::socket_type::dealer);
+  l.sock->set(zmq::sockopt::curve_serverkey, s.appliance_key);
+  l.sock->set(zmq::sockopt::curve_publickey, s.public_key);
+  l.sock->set(zmq::sockopt::curve_secretkey, s.secret_key);
+  l.sock->set(zmq::sockopt::linger, 0);
+  l.sock->set(zmq::sockopt::maxmsgsize, int64_t(32) << 20);
+  std::string addr = "inproc://custos-agent-monitor-" + std::to_string(serial++);
+  if (zmq_socket_monitor(l.sock->handle(), addr.c_str(), ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) == 0) {
+    l.monitor = std::make_unique<zmq::socket_t>(ctx, zmq::socket_type::pair);
+    l.monitor->set(zmq::sockopt::linger, 0);
+    l.monitor->connect(addr);
+  }
+  l.sock->connect(s.endpoint);  // after the monitor, so that no event is missed
+  return l;
 }
 
 // BLOBs in flight (see RemoteTarget::Pump).
@@ -96,14 +115,25 @@ bool SendMsg(zmq::socket_t& sock, const cap::Message& m) {
   return zmq::send_multipart(sock, out, zmq::send_flags::dontwait).has_value();
 }
 
-// Waits up to `ms` for one message; an empty result on timeout, a message
-// with ok=false on a malformed one.
-std::optional<cap::DecodeResult> Receive(zmq::socket_t& sock, int ms) {
-  zmq::pollitem_t items[] = {{sock.handle(), 0, ZMQ_POLLIN, 0}};
-  zmq::poll(items, 1, std::chrono::milliseconds(ms));
+// Waits up to `ms` for one message; an empty result on timeout or when the
+// appliance refused our key at the handshake (then *refused is set), a
+// message with ok=false on a malformed one.
+std::optional<cap::DecodeResult> Receive(Link& link, int ms, bool* refused) {
+  zmq::pollitem_t items[] = {{link.sock->handle(), 0, ZMQ_POLLIN, 0},
+                             {link.monitor ? link.monitor->handle() : nullptr, 0, ZMQ_POLLIN, 0}};
+  zmq::poll(items, link.monitor ? 2 : 1, std::chrono::milliseconds(ms));
+  if (link.monitor && (items[1].revents & ZMQ_POLLIN)) {
+    std::vector<zmq::message_t> ev;  // frame 1: u16 event, u32 value; frame 2: the endpoint
+    if (zmq::recv_multipart(*link.monitor, std::back_inserter(ev), zmq::recv_flags::dontwait) && !ev.empty() &&
+        ev[0].size() >= 2) {
+      uint16_t event;
+      std::memcpy(&event, ev[0].data(), 2);
+      if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) *refused = true;
+    }
+  }
   if (!(items[0].revents & ZMQ_POLLIN)) return std::nullopt;
   std::vector<zmq::message_t> msg;
-  if (!zmq::recv_multipart(sock, std::back_inserter(msg), zmq::recv_flags::dontwait)) return std::nullopt;
+  if (!zmq::recv_multipart(*link.sock, std::back_inserter(msg), zmq::recv_flags::dontwait)) return std::nullopt;
   std::vector<std::string_view> frames;
   for (auto& f : msg) frames.emplace_back(static_cast<const char*>(f.data()), f.size());
   return cap::Decode(frames, cap::Direction::kApplianceToAgent);
@@ -219,14 +249,41 @@ Result<EnrolResult> Enrol(const std::string& endpoint, const std::string& token,
   if (zmq_curve_keypair(pub, sec) != 0) return UnavailableError("libzmq has no CURVE support");
   s.public_key = pub;
   s.secret_key = sec;
+  // The appliance admits only enrolled keys and the enrolment key pair of
+  // a pending token (cap.md section 4): dial with that pair, and send the
+  // new long-term public key in ENROL.
+  appliance::CurveKey token_pub, token_sec;
+  appliance::EnrolKeyPair(secret, &token_pub, &token_sec);
+  State dial = s;
+  char tpub[41], tsec[41];
+  zmq_z85_encode(tpub, token_pub.data(), token_pub.size());
+  zmq_z85_encode(tsec, token_sec.data(), token_sec.size());
+  SecureWipe(token_sec.data(), token_sec.size());
+  dial.public_key = tpub;
+  dial.secret_key = tsec;
+  SecureWipe(tsec, sizeof tsec);
+  uint8_t own_pub[32];
+  if (!zmq_z85_decode(own_pub, pub)) return UnavailableError("libzmq made a malformed public key");
   try {
     zmq::context_t ctx(1);
-    auto sock = Dial(ctx, s);
+    Link link = Dial(ctx, dial);
+    SecureWipe(dial.secret_key.data(), dial.secret_key.size());
+    zmq::socket_t* sock = link.sock.get();
     SendMsg(*sock, cap::Make("ENROL", 1,
                              {{"secret", ToHex(ByteView(secret.data(), secret.size()))},
+                              {"key", ToHex(ByteView(own_pub, sizeof own_pub))},
                               {"host", HostName()},
                               {"version", kCustosVersion}}));
-    auto r = Receive(*sock, timeout_ms);
+    bool refused = false;
+    std::optional<cap::DecodeResult> r;
+    for (auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+         !r && !refused && std::chrono::steady_clock::now() < until;) {
+      r = Receive(link, 100, &refused);
+    }
+    if (refused) {
+      return UnauthenticatedError("the appliance refused enrolment: the token is unknown there, already used or "
+                                  "expired (ask for a new one with `custos agent add`)");
+    }
     if (!r) {
       return UnavailableError("no answer from " + endpoint + " within " + std::to_string(timeout_ms / 1000) +
                               " s (is custosd running there, and is the token from this appliance?)");
@@ -293,7 +350,8 @@ Status Agent::Run(const RunOptions& options) {
     while (!stop_.load()) {
       // One session: dial, greet, then heartbeats until silence or refusal.
       say("connecting to " + s.endpoint);
-      auto sock = Dial(ctx, s);
+      Link link = Dial(ctx, s);
+      zmq::socket_t* sock = link.sock.get();
       uint64_t seq = 0;
       SendMsg(*sock, cap::Make("HELLO", ++seq,
                                {{"protocol", 1},
@@ -335,8 +393,14 @@ Status Agent::Run(const RunOptions& options) {
         say("backup job " + job->id + " waits for the appliance: " + why);
       };
       while (!stop_.load()) {
-        auto r = Receive(*sock, job || restore || collect ? 5 : 200);
+        bool refused = false;
+        auto r = Receive(link, job || restore || collect ? 5 : 200, &refused);
         auto now = std::chrono::steady_clock::now();
+        if (refused) {
+          say("refused: the appliance does not admit this agent's key (revoked, or not enrolled there)");
+          end_job("refused by the appliance");
+          return UnauthenticatedError("the appliance refused this agent: its key is revoked or not enrolled there");
+        }
         if (r) {
           last_heard = now;
           if (!r->ok) continue;  // malformed: ignore (the appliance is trusted, but bytes are bytes)

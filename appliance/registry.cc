@@ -49,8 +49,14 @@ class Stmt {
   int rc_;
 };
 
-std::string SecretHash(const std::array<uint8_t, 16>& secret) {
-  return Sha256(ByteView(secret.data(), secret.size())).Hex();
+// What the agents table keeps of a token (column token_hash): the public
+// half of its enrolment key pair, one-way like a hash of the secret, and the
+// key the ZAP handler admits for enrolment.
+std::string TokenKeyHex(const std::array<uint8_t, 16>& secret) {
+  CurveKey pub, sec;
+  EnrolKeyPair(secret, &pub, &sec);
+  sodium_memzero(sec.data(), sec.size());
+  return ToHex(ByteView(pub.data(), pub.size()));
 }
 
 std::string ToBase64Url(ByteView b) {
@@ -67,6 +73,13 @@ bool IsValidAgentName(const std::string& name) {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
            c == '-';
   });
+}
+
+void EnrolKeyPair(const std::array<uint8_t, 16>& secret, CurveKey* public_key, CurveKey* secret_key) {
+  static constexpr std::string_view kContext = "custos.enrol.v1";
+  crypto_generichash(secret_key->data(), secret_key->size(), reinterpret_cast<const uint8_t*>(kContext.data()),
+                     kContext.size(), secret.data(), secret.size());
+  crypto_scalarmult_base(public_key->data(), secret_key->data());
 }
 
 std::string FormatToken(const CurveKey& appliance_public, const std::array<uint8_t, 16>& secret) {
@@ -185,7 +198,7 @@ Result<std::array<uint8_t, 16>> Registry::AddAgent(const std::string& name, int6
   Stmt s(db_,
          "INSERT INTO agents (name, state, token_hash, token_expires, created) VALUES (?, 'pending', ?, ?, ?)"
          " ON CONFLICT(name) DO UPDATE SET token_hash = excluded.token_hash, token_expires = excluded.token_expires");
-  s.Bind(1, name).Bind(2, SecretHash(secret)).Bind(3, Now() + ttl_s).Bind(4, Now());
+  s.Bind(1, name).Bind(2, TokenKeyHex(secret)).Bind(3, Now() + ttl_s).Bind(4, Now());
   if (s.Step() != SQLITE_DONE) return s.Error("add agent");
   return secret;
 }
@@ -194,7 +207,7 @@ Result<std::string> Registry::Enrol(const std::array<uint8_t, 16>& secret, const
                                     const std::string& host, const std::string& version) {
   std::string key_hex = ToHex(ByteView(key.data(), key.size()));
   Stmt q(db_, "SELECT name, token_expires FROM agents WHERE state = 'pending' AND token_hash = ?");
-  q.Bind(1, SecretHash(secret));
+  q.Bind(1, TokenKeyHex(secret));
   if (q.Step() != SQLITE_ROW) return UnauthenticatedError("unknown or already used enrolment token");
   std::string name = q.Text(0);
   if (q.Int(1) < Now()) return UnauthenticatedError("enrolment token for " + name + " has expired");
@@ -206,6 +219,13 @@ Result<std::string> Registry::Enrol(const std::array<uint8_t, 16>& secret, const
   if (rc == SQLITE_CONSTRAINT) return AlreadyExistsError("this key is already enrolled as another agent");
   if (rc != SQLITE_DONE) return u.Error("enrol");
   return name;
+}
+
+std::optional<std::string> Registry::PendingEnrolment(const CurveKey& key) {
+  Stmt q(db_, "SELECT name FROM agents WHERE state = 'pending' AND token_hash = ? AND token_expires >= ?");
+  q.Bind(1, ToHex(ByteView(key.data(), key.size()))).Bind(2, Now());
+  if (q.Step() != SQLITE_ROW) return std::nullopt;
+  return q.Text(0);
 }
 
 std::optional<std::string> Registry::Admitted(const CurveKey& key) {

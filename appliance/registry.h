@@ -4,10 +4,13 @@
 // SQLite; the repository is the source of truth for data).
 //
 // Tokens (doc/protocols/cap.md, section 4): `AddAgent` makes a one-time
-// secret and stores only its SHA-256 with the agent's name and an expiry;
-// the printable token also carries the appliance's public key, so that the
-// agent can pin it. `Enrol` binds the name to the public key of the
-// connection the secret arrived on.
+// secret and stores, with the agent's name and an expiry, only the public
+// half of the enrolment key pair derived from it (EnrolKeyPair); the
+// printable token also carries the appliance's public key, so that the agent
+// can pin it. The agent dials with that derived pair, which the ZAP handler
+// admits for enrolment only while the token is pending and unexpired
+// (`PendingEnrolment`); `Enrol` then binds the name to the long-term public
+// key the agent sends.
 //
 // Thread-safety: one Registry per thread (SQLite connection); SQLite's
 // locking makes several of them on one file safe (WAL mode).
@@ -51,6 +54,10 @@ struct JobRecord {
 
 // The printable enrolment token: "CAPT1." + base64url(appliance key || secret).
 std::string FormatToken(const CurveKey& appliance_public, const std::array<uint8_t, 16>& secret);
+// The CURVE key pair a token's holder enrols with: secret key = BLAKE2b-256
+// keyed with the token secret over "custos.enrol.v1", public key = X25519
+// of it with the base point (cap.md section 4).
+void EnrolKeyPair(const std::array<uint8_t, 16>& secret, CurveKey* public_key, CurveKey* secret_key);
 // InvalidArgument if malformed.
 Status ParseToken(const std::string& token, CurveKey* appliance_public, std::array<uint8_t, 16>* secret);
 
@@ -64,11 +71,15 @@ class Registry {
   // AlreadyExists if NAME is enrolled; a pending NAME gets a new token (the
   // old one stops working). Names: 1..64 of [A-Za-z0-9._-].
   Result<std::array<uint8_t, 16>> AddAgent(const std::string& name, int64_t ttl_s = 24 * 3600);
-  // Binds the agent whose token secret this is to `key`. Unauthenticated for
+  // Binds the agent whose token secret this is to `key` (the agent's
+  // long-term public key, sent in ENROL). Unauthenticated for
   // an unknown, used or expired secret; AlreadyExists if the key belongs to
   // another agent. Returns the agent's name.
   Result<std::string> Enrol(const std::array<uint8_t, 16>& secret, const CurveKey& key, const std::string& host,
                             const std::string& version);
+  // The agent whose pending, unexpired token has `key` as its enrolment
+  // key (EnrolKeyPair), if any: what the ZAP handler admits for ENROL.
+  std::optional<std::string> PendingEnrolment(const CurveKey& key);
   // The enrolled, non-revoked agent holding `key`, if any.
   std::optional<std::string> Admitted(const CurveKey& key);
   // NotFound if there is no such agent.

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
+#include <sodium.h>
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
@@ -239,6 +240,7 @@ struct Server::Impl {
   std::string public_z85, secret_z85, bound;
   Fd lock;
   std::map<std::string, Peer> peers;  // by ROUTER routing id
+  std::unordered_map<std::string, int64_t> refused_logged;  // ZAP: key (hex) -> when last logged (ms)
   std::map<std::string, Job> jobs;    // running, by job id
 
   // The scheduler's view of this daemon: jobs start as `custos backup
@@ -1377,15 +1379,35 @@ struct Server::Impl {
       CurveKey key;
       std::memcpy(key.data(), req[6].data(), 32);
       std::string hex = ToHex(ByteView(key.data(), key.size()));
-      status = "200";
-      text = "OK";
-      // Unknown keys may connect to enrol, and for nothing else (checked per message).
-      user = reg->Admitted(key) ? "agent:" + hex : "enrol:" + hex;
+      // Enrolled agents, and the enrolment key of a pending token (which may
+      // send ENROL and nothing else, checked per message). Any other key
+      // never completes the handshake: not one of its bytes is parsed.
+      if (reg->Admitted(key)) {
+        user = "agent:" + hex;
+      } else if (reg->PendingEnrolment(key)) {
+        user = "enrol:" + hex;
+      } else {
+        text = "unknown key";
+        LogRefusedKey(hex, str(3));
+      }
+      if (!user.empty()) status = "200", text = "OK";
     }
     std::string request_id = str(1);  // the buffers below point into these strings: keep them alive
     std::vector<zmq::const_buffer> reply = {zmq::str_buffer("1.0"), zmq::buffer(request_id), zmq::buffer(status),
                                             zmq::buffer(text),        zmq::buffer(user),        zmq::str_buffer("")};
     zmq::send_multipart(zap, reply);
+  }
+
+  // A refused key is logged once a minute at most: a client dialling with
+  // it retries every few seconds.
+  void LogRefusedKey(const std::string& hex, const std::string& address) {
+    int64_t now = NowMs();
+    if (refused_logged.size() > 1024) refused_logged.clear();
+    auto [it, fresh] = refused_logged.emplace(hex, now);
+    if (!fresh && now - it->second < 60000) return;
+    it->second = now;
+    Log("refused a connection from " + (address.empty() ? std::string("an unknown address") : address) +
+        ": key " + hex.substr(0, 16) + "... is neither enrolled nor a pending enrolment token's");
   }
 
   void HandleAgent() {
@@ -1465,15 +1487,29 @@ struct Server::Impl {
       SendError(id, p, cap::ErrorCode::kUnauthorized, "not enrolled: only ENROL is accepted from this key", m.seq);
       return;
     }
-    auto key = KeyFromHex(key_hex);
+    auto conn_key = KeyFromHex(key_hex);
+    auto agent_key = KeyFromHex(m.header["key"].get<std::string>());  // the codec checked the form
     auto secret_bytes = FromHex(m.header["secret"].get<std::string>());
-    if (!key || !secret_bytes || secret_bytes->size() != 16) {
+    if (!conn_key || !agent_key || !secret_bytes || secret_bytes->size() != 16) {
       SendError(id, p, cap::ErrorCode::kUnauthorized, "bad enrolment secret", m.seq);
       return;
     }
     std::array<uint8_t, 16> secret;
     std::copy(secret_bytes->begin(), secret_bytes->end(), secret.begin());
-    auto name = reg->Enrol(secret, *key, m.header["host"], m.header["version"]);
+    CurveKey token_pub, token_sec;
+    appliance::EnrolKeyPair(secret, &token_pub, &token_sec);
+    sodium_memzero(token_sec.data(), token_sec.size());
+    // The secret must be the one whose key this connection was admitted
+    // with, and the key to enrol must be another (the token's is public
+    // knowledge to anyone who saw the token).
+    if (token_pub != *conn_key || *agent_key == *conn_key) {
+      SendError(id, p, cap::ErrorCode::kUnauthorized,
+                token_pub != *conn_key ? "the secret does not belong to the key this connection was made with"
+                                       : "the key to enrol must not be the token's enrolment key",
+                m.seq);
+      return;
+    }
+    auto name = reg->Enrol(secret, *agent_key, m.header["host"], m.header["version"]);
     if (!name.ok()) {
       SendError(id, p, cap::ErrorCode::kUnauthorized, name.status().message(), m.seq);
       return;

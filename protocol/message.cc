@@ -28,7 +28,8 @@ const std::map<std::string, Command, std::less<>>& Commands() {
   using K = Kind;
   using D = Direction;
   static const std::map<std::string, Command, std::less<>> commands = {
-      {"ENROL", {D::kAgentToAppliance, 0, {{"secret", K::kString}, {"host", K::kString}, {"version", K::kString}}}},
+      {"ENROL",
+       {D::kAgentToAppliance, 0, {{"secret", K::kString}, {"key", K::kId}, {"host", K::kString}, {"version", K::kString}}}},
       {"ENROLLED", {D::kApplianceToAgent, 0, {{"name", K::kString}}}},
       {"HELLO",
        {D::kAgentToAppliance,
@@ -157,7 +158,7 @@ bool FieldOk(const Field& f, const json& v, std::string* why) {
       return true;
     case Kind::kId:
       if (v.is_string() && IsHexId(v.get_ref<const std::string&>())) return true;
-      *why = "must be a blob ID (64 lowercase hex digits)";
+      *why = "must be 64 lowercase hex digits (a blob ID or a public key)";
       return false;
     case Kind::kEnum:
       if (v.is_string() && std::find(f.values.begin(), f.values.end(), v.get<std::string>()) != f.values.end()) {

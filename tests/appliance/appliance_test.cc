@@ -38,17 +38,30 @@ TEST_CASE("registry: tokens enrol once, before they expire, and revocation is fi
   k2[0] = 2;
   REQUIRE(r.AddAgent("bad name").status().code() == Code::kInvalidArgument);
   REQUIRE(r.AddAgent(std::string(65, 'a')).status().code() == Code::kInvalidArgument);
+  // What the ZAP handler admits for enrolment: the key pair derived from a
+  // pending, unexpired token's secret, and nothing else.
+  auto enrol_key = [](const std::array<uint8_t, 16>& secret) {
+    appliance::CurveKey pub, sec;
+    appliance::EnrolKeyPair(secret, &pub, &sec);
+    return pub;
+  };
   auto s1 = r.AddAgent("db01");
   REQUIRE(s1.ok());
   REQUIRE_FALSE(r.Admitted(k1));
+  REQUIRE(r.PendingEnrolment(enrol_key(*s1)) == std::optional<std::string>("db01"));
+  REQUIRE_FALSE(r.PendingEnrolment(k1));
+  REQUIRE_FALSE(r.Admitted(enrol_key(*s1)));  // never an agent's key
   // A new token for a pending agent replaces the old one.
   auto s1b = r.AddAgent("db01");
   REQUIRE(s1b.ok());
+  REQUIRE_FALSE(r.PendingEnrolment(enrol_key(*s1)));
+  REQUIRE(r.PendingEnrolment(enrol_key(*s1b)) == std::optional<std::string>("db01"));
   REQUIRE(r.Enrol(*s1, k1, "h", "v").status().code() == Code::kUnauthenticated);
   auto name = r.Enrol(*s1b, k1, "h", "v");
   REQUIRE(name.ok());
   REQUIRE(*name == "db01");
   REQUIRE(r.Admitted(k1) == std::optional<std::string>("db01"));
+  REQUIRE_FALSE(r.PendingEnrolment(enrol_key(*s1b)));  // used
   REQUIRE(r.Enrol(*s1b, k2, "h", "v").status().code() == Code::kUnauthenticated);  // single use
   REQUIRE(r.AddAgent("db01").status().code() == Code::kAlreadyExists);
   // The same key cannot become a second agent.
@@ -58,7 +71,13 @@ TEST_CASE("registry: tokens enrol once, before they expire, and revocation is fi
   // Expired tokens.
   auto s3 = r.AddAgent("old", -1);
   REQUIRE(s3.ok());
+  REQUIRE_FALSE(r.PendingEnrolment(enrol_key(*s3)));
   REQUIRE(r.Enrol(*s3, k2, "h", "v").status().code() == Code::kUnauthenticated);
+  // A revoked pending token is refused too.
+  auto s4 = r.AddAgent("spare");
+  REQUIRE(s4.ok());
+  REQUIRE(r.Revoke("spare").ok());
+  REQUIRE_FALSE(r.PendingEnrolment(enrol_key(*s4)));
   // Revocation.
   REQUIRE(r.Revoke("db01").ok());
   REQUIRE_FALSE(r.Admitted(k1));
@@ -66,7 +85,13 @@ TEST_CASE("registry: tokens enrol once, before they expire, and revocation is fi
   REQUIRE(r.AddAgent("db01").status().code() == Code::kAlreadyExists);  // names are not reused
   auto list = r.List();
   REQUIRE(list.ok());
-  REQUIRE(list->size() == 3);
+  REQUIRE(list->size() == 4);
+  // The derivation is fixed (cap.md section 4): a known answer, computed
+  // independently with Python's hashlib.blake2b and zmq.curve_public.
+  std::array<uint8_t, 16> fixed{};
+  for (size_t i = 0; i < fixed.size(); ++i) fixed[i] = uint8_t(i);
+  appliance::CurveKey fpub = enrol_key(fixed);
+  REQUIRE(ToHex(ByteView(fpub.data(), fpub.size())) == "9e52c0ac5d2ecf3e6da6c2463073fdf40e88f052f3b0b9028beb8d335fa99c7c");
   // Tokens: format and parse are inverses; damage is refused.
   appliance::CurveKey pub{};
   pub[5] = 9;
@@ -118,9 +143,16 @@ TEST_CASE("appliance: custosd, agent add, enroll, run, status, revoke", "[applia
   // A wrong token: refused, exit 12; nothing written.
   std::string bad = token;
   bad[bad.size() - 3] = bad[bad.size() - 3] == 'A' ? 'B' : 'A';
+  auto t0 = std::chrono::steady_clock::now();
   RunResult refused = test::Run(kBin + "/custos-agent --state-dir " + Q(state) + " enroll --appliance " + endpoint +
                                 " --token " + Q(bad));
+  auto seconds_since = [](auto t) { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count(); };
+  double refused_s = seconds_since(t0);
   REQUIRE_EXIT(refused, 12);
+  // Refused at the handshake (the derived key is no pending token's), and
+  // told so at once rather than after the 10 s answer timeout.
+  REQUIRE(Contains(refused.err, "refused enrolment"));
+  REQUIRE(refused_s < 5);
   REQUIRE(::stat((state + "/agent.key").c_str(), &st) != 0);
 
   RunResult enrol = test::Run(kBin + "/custos-agent --json --state-dir " + Q(state) + " enroll --appliance " +
@@ -156,6 +188,15 @@ TEST_CASE("appliance: custosd, agent add, enroll, run, status, revoke", "[applia
   REQUIRE_EXIT(list, 0);
   REQUIRE(json::parse(list.out)[0]["state"] == "revoked");
   REQUIRE_EXIT(Cli(data, "agent revoke db01"), 1);
+  // Started again, the revoked agent never gets past the handshake: it is
+  // told so by the socket monitor and exits 12 at once.
+  t0 = std::chrono::steady_clock::now();
+  RunResult rerun = test::Run(kBin + "/custos-agent --state-dir " + Q(state) + " run");
+  double rerun_s = seconds_since(t0);
+  REQUIRE_EXIT(rerun, 12);
+  REQUIRE(Contains(rerun.err, "revoked or not enrolled"));
+  REQUIRE(rerun_s < 5);
+  REQUIRE(Contains(Slurp(daemon.err), "is neither enrolled nor a pending enrolment token's"));
 
   REQUIRE(daemon.Stop() == 0);
   REQUIRE(::stat((data + "/control.sock").c_str(), &st) != 0);  // removed on a clean stop

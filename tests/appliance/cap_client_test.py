@@ -4,8 +4,11 @@ Debian's python3-zmq, driving a real custosd on 127.0.0.1.
 
 Usage: cap_client_test.py CUSTOSD CUSTOS CUSTOS-AGENT   (the three binaries)
 
-Checks: an unknown key may only ENROL (401 otherwise); enrolment with a
-token from `custos agent add`; HELLO first (409 otherwise); WELCOME; PING and
+Checks: an unknown key never completes the CURVE handshake (the ZAP handler
+refuses it: nothing arrives); enrolment with a token from `custos agent add`,
+dialling with the key pair derived from its secret (section 4), which may
+only ENROL (401 otherwise) and stops working once used; HELLO first (409
+otherwise); WELCOME; PING and
 PONG; malformed JSON, unknown commands and fields, wrong field types, a
 command of the other side (403), replayed and skipped sequence numbers,
 oversized headers (413), a wrong version frame; a client with the wrong
@@ -16,7 +19,8 @@ a tree that never arrived is refused and the operator's command fails); a
 restore job driven by hand (section 5.2: JOB with the snapshot's tree, WANT
 answered with BLOBs that hash to their IDs within the granted CREDIT, a WANT
 for a blob outside the job refused with 403, the job failed and its report
-kept); a revoked agent is refused at its next message;
+kept); a revoked agent is refused at its next message and at the handshake
+of any new connection;
 and after all that the daemon still serves everyone (status, a fresh
 session). Exits 0 when every check passed, 1 with the failed checks.
 """
@@ -141,23 +145,38 @@ def main():
         check(snapshot is not None, "a real agent backed up a tree to restore later")
 
         ctx = zmq.Context()
-        # 1. An unknown key: anything but ENROL is refused with 401.
-        c = Client(ctx, endpoint, server_key)
+        # 1. An unknown key is refused during the handshake: nothing arrives,
+        # not even an error (ZAP status 400), whatever it sends.
+        u = Client(ctx, endpoint, server_key)
+        u.send("HELLO", {"protocol": 1, "version": "py", "host": "py", "os": "linux", "resume": []})
+        check(u.recv(1500) is None, "unknown key: refused at the handshake, nothing arrives")
+        u.close()
+        # The enrolment key pair (section 4): secret key = BLAKE2b-256 keyed
+        # with the token secret over "custos.enrol.v1", public key = X25519
+        # of it with the base point.
+        enrol_sec = z85.encode(hashlib.blake2b(b"custos.enrol.v1", key=bytes.fromhex(secret), digest_size=32).digest())
+        enrol_keys = (zmq.curve_public(enrol_sec), enrol_sec)
+        keys = zmq.curve_keypair()  # the agent's own long-term pair
+        key_hex = z85.decode(keys[0]).hex()
+        c = Client(ctx, endpoint, server_key, enrol_keys)
         c.send("HELLO", {"protocol": 1, "version": "py", "host": "py", "os": "linux", "resume": []})
-        check(is_error(c.recv(), 401), "unknown key: HELLO is refused with 401")
-        # ... a wrong token too.
-        c.send("ENROL", {"secret": "00" * 16, "host": "py", "version": "py"})
-        check(is_error(c.recv(), 401), "unknown key: ENROL with a wrong secret is refused with 401")
-        # ... the right token enrols this key as py01.
+        check(is_error(c.recv(), 401), "enrolment key: HELLO is refused with 401")
+        c.send("ENROL", {"secret": "00" * 16, "key": key_hex, "host": "py", "version": "py"})
+        check(is_error(c.recv(), 401), "enrolment key: ENROL with another secret is refused with 401")
+        c.send("ENROL", {"secret": secret, "key": z85.decode(enrol_keys[0]).hex(), "host": "py", "version": "py"})
+        check(is_error(c.recv(), 401), "enrolment key: enrolling the token's own key is refused with 401")
         c.send("ENROL", {"secret": secret, "host": "py", "version": "py"})
+        check(is_error(c.recv(), 400), "ENROL without the key to enrol: 400")
+        c.seq -= 1  # a malformed message does not use up its seq (section 3)
+        # ... the right secret enrols the agent's own key as py01.
+        c.send("ENROL", {"secret": secret, "key": key_hex, "host": "py", "version": "py"})
         r = c.recv()
         check(r is not None and r.get("type") == "ENROLLED" and r.get("name") == "py01", "ENROL -> ENROLLED py01")
-        keys = (c.pub, c.sec)
         c.close()
-        # The token is single-use.
-        c2 = Client(ctx, endpoint, server_key)
-        c2.send("ENROL", {"secret": secret, "host": "py", "version": "py"})
-        check(is_error(c2.recv(), 401), "a used token is refused")
+        # The token is single-use: its key pair is refused at the handshake now.
+        c2 = Client(ctx, endpoint, server_key, enrol_keys)
+        c2.send("ENROL", {"secret": secret, "key": key_hex, "host": "py", "version": "py"})
+        check(c2.recv(1500) is None, "a used token's key is refused at the handshake")
         c2.close()
 
         # 2. The enrolled key: HELLO first.
@@ -207,7 +226,7 @@ def main():
         # 4. The wrong appliance key: CURVE fails, nothing arrives.
         wrong_pub, _ = zmq.curve_keypair()
         x = Client(ctx, endpoint, wrong_pub)
-        x.send("ENROL", {"secret": secret, "host": "py", "version": "py"})
+        x.send("HELLO", {"protocol": 1, "version": "py", "host": "py", "os": "linux", "resume": []})
         check(x.recv(1500) is None, "a client pinning the wrong appliance key gets nothing")
         x.close()
 
@@ -375,6 +394,11 @@ def main():
         b.send("PING")
         check(is_error(b.recv(), 401), "revoked: the next PING on the open session is refused with 401")
         b.close()
+        # ... and a new connection with the revoked key never completes its handshake.
+        b2 = Client(ctx, endpoint, server_key, keys)
+        b2.send("HELLO", {"protocol": 1, "version": "py", "host": "py", "os": "linux", "resume": []})
+        check(b2.recv(1500) is None, "revoked: a new connection is refused at the handshake")
+        b2.close()
         ctx.term()
     finally:
         daemon.terminate()
@@ -385,6 +409,7 @@ def main():
         check(daemon.returncode == 0, "custosd stops cleanly on SIGTERM (exit %s)" % daemon.returncode)
         log = daemon.stderr.read()
         check("error 400" in log and "error 401" in log, "custosd logged the errors")
+        check("refused a connection from 127.0.0.1" in log, "custosd logged the keys refused at the handshake")
         check("error 422 to agent py01" in log and "rejected" in log, "custosd logged the rejected blobs with the agent's name")
         shutil.rmtree(work, ignore_errors=True)
     if failures:

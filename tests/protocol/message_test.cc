@@ -35,7 +35,7 @@ TEST_CASE("cap: every command round-trips through Encode and Decode", "[protocol
     Direction from;
   };
   std::vector<Case> cases = {
-      {Make("ENROL", 1, {{"secret", "s"}, {"host", "db01"}, {"version", "0.1.0"}}), Direction::kAgentToAppliance},
+      {Make("ENROL", 1, {{"secret", "s"}, {"key", std::string(64, 'b')}, {"host", "db01"}, {"version", "0.1.0"}}), Direction::kAgentToAppliance},
       {Make("ENROLLED", 1, {{"name", "db01"}}), Direction::kApplianceToAgent},
       {Make("HELLO", 1, {{"protocol", 1}, {"version", "0.1.0"}, {"host", "db01"}, {"os", "linux"}, {"resume", json::array()}}),
        Direction::kAgentToAppliance},
