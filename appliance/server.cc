@@ -240,7 +240,11 @@ struct Server::Impl {
   std::string public_z85, secret_z85, bound;
   Fd lock;
   std::map<std::string, Peer> peers;  // by ROUTER routing id
-  std::unordered_map<std::string, int64_t> refused_logged;  // ZAP: key (hex) -> when last logged (ms)
+  struct Refusals {  // keys the ZAP handler refused in the current minute (LogRefusedKey)
+    int64_t window_start = 0;
+    std::unordered_set<std::string> keys;
+    uint64_t unlogged = 0;
+  } refusals;
   std::map<std::string, Job> jobs;    // running, by job id
 
   // The scheduler's view of this daemon: jobs start as `custos backup
@@ -1398,14 +1402,24 @@ struct Server::Impl {
     zmq::send_multipart(zap, reply);
   }
 
-  // A refused key is logged once a minute at most: a client dialling with
-  // it retries every few seconds.
+  // Refused keys are logged once per key and minute (a client dialling with
+  // one retries every few seconds), and at most kRefusalsLogged keys a minute
+  // (one trying fresh keys would flood the log): the rest are counted and
+  // the count logged with the next refusal after the minute.
   void LogRefusedKey(const std::string& hex, const std::string& address) {
+    constexpr size_t kRefusalsLogged = 10;
     int64_t now = NowMs();
-    if (refused_logged.size() > 1024) refused_logged.clear();
-    auto [it, fresh] = refused_logged.emplace(hex, now);
-    if (!fresh && now - it->second < 60000) return;
-    it->second = now;
+    if (now - refusals.window_start >= 60000) {
+      if (refusals.unlogged > 0) {
+        Log(std::to_string(refusals.unlogged) + " more connections were refused at the handshake in the minute before");
+      }
+      refusals = Refusals{now, {}, 0};
+    }
+    if (!refusals.keys.insert(hex).second) return;
+    if (refusals.keys.size() > kRefusalsLogged) {
+      ++refusals.unlogged;
+      return;
+    }
     Log("refused a connection from " + (address.empty() ? std::string("an unknown address") : address) +
         ": key " + hex.substr(0, 16) + "... is neither enrolled nor a pending enrolment token's");
   }

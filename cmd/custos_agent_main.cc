@@ -28,7 +28,9 @@ int main(int argc, char** argv) {
   app.footer(R"(
 The agent dials the appliance (it listens on no port), authenticates with its
 own CURVE key and checks the appliance's pinned key. It can add backups for
-its own host and nothing else.
+its own host and nothing else. To enrol it dials with a key pair derived from
+the token, the only unenrolled key the appliance lets through its handshake;
+a token works once, within 24 hours.
 
   custos-agent enroll --appliance tcp://APPLIANCE:7468 --token TOKEN
   custos-agent run              (also as a systemd service)
@@ -36,8 +38,9 @@ its own host and nothing else.
 State: --state-dir, else $CUSTOS_AGENT_DIR, else /var/lib/custos-agent (root)
 or ~/.local/state/custos-agent.
 
-Exit codes: 0 ok, 1 error, 2 usage, 12 the appliance refused the token or
-this agent (revoked), 13 the appliance did not answer.)");
+Exit codes: 0 ok, 1 error, 2 usage, 12 the appliance refused the token
+(unknown there, used, expired or withdrawn) or this agent (revoked, or not
+enrolled there), 13 the appliance did not answer.)");
   app.require_subcommand(1);
   std::string state_dir;
   bool json_out = false;

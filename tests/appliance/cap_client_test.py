@@ -151,6 +151,14 @@ def main():
         u.send("HELLO", {"protocol": 1, "version": "py", "host": "py", "os": "linux", "resume": []})
         check(u.recv(1500) is None, "unknown key: refused at the handshake, nothing arrives")
         u.close()
+        # A client trying fresh keys: all refused, and the log is not flooded
+        # (at most 10 refused keys are logged a minute; checked at the end).
+        flood = [Client(ctx, endpoint, server_key) for _ in range(12)]
+        for f in flood:
+            f.send("HELLO", {"protocol": 1, "version": "py", "host": "py", "os": "linux", "resume": []})
+        check(all(f.recv(300) is None for f in flood), "12 more unknown keys: all refused at the handshake")
+        for f in flood:
+            f.close()
         # The enrolment key pair (section 4): secret key = BLAKE2b-256 keyed
         # with the token secret over "custos.enrol.v1", public key = X25519
         # of it with the base point.
@@ -410,6 +418,8 @@ def main():
         log = daemon.stderr.read()
         check("error 400" in log and "error 401" in log, "custosd logged the errors")
         check("refused a connection from 127.0.0.1" in log, "custosd logged the keys refused at the handshake")
+        check(log.count("refused a connection from") == 10,
+              "custosd logged 10 of the 15 refused keys (at most 10 a minute): %d" % log.count("refused a connection from"))
         check("error 422 to agent py01" in log and "rejected" in log, "custosd logged the rejected blobs with the agent's name")
         shutil.rmtree(work, ignore_errors=True)
     if failures:
