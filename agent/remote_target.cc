@@ -158,6 +158,7 @@ void RemoteTarget::Pump(const std::function<void(cap::Message)>& send, uint64_t*
   while (!to_send_.empty() && to_send_.front().data.size() <= *credit && *slots > 0) {
     json entries = json::array();
     std::string payload;
+    payload.reserve(std::min<uint64_t>(*credit, std::max(kBatchBytes, to_send_.front().data.size())));  // no regrowth
     std::vector<Pending> batch;
     while (!to_send_.empty() && entries.size() < cap::kMaxBlobsPerMessage) {
       Pending& p = to_send_.front();

@@ -90,14 +90,14 @@ bool ZstdCompress(ByteView plaintext, int zstd_level, Bytes* out) {
   out->clear();
   if (zstd_level <= 0 || plaintext.size() < kMinCompressSize) return false;
   thread_local std::unique_ptr<ZSTD_CCtx, CCtxFree> cctx(ZSTD_createCCtx());
-  out->resize(ZSTD_compressBound(plaintext.size()));
-  size_t n = ZSTD_compressCCtx(cctx.get(), out->data(), out->size(), plaintext.data(), plaintext.size(), zstd_level);
-  if (ZSTD_isError(n) || n >= plaintext.size() - plaintext.size() / 32) {
-    out->clear();
-    return false;
-  }
-  out->resize(n);
-  out->shrink_to_fit();  // queued by the caller: hold the frame, not the bound
+  // Compressed into a buffer the thread keeps (no allocation or zeroing of
+  // the bound per blob), then copied out at its size: the caller queues it.
+  thread_local Bytes scratch;
+  size_t bound = ZSTD_compressBound(plaintext.size());
+  if (scratch.size() < bound) scratch.resize(bound);
+  size_t n = ZSTD_compressCCtx(cctx.get(), scratch.data(), bound, plaintext.data(), plaintext.size(), zstd_level);
+  if (ZSTD_isError(n) || n >= plaintext.size() - plaintext.size() / 32) return false;
+  out->assign(scratch.begin(), scratch.begin() + n);
   return true;
 }
 
