@@ -78,6 +78,7 @@ std::optional<json> WaitForJob(const Globals& g, const std::string& job, int& rc
   json j;
   constexpr int kDaemonWaitS = 300;
   auto lost_since = std::chrono::steady_clock::time_point();
+  auto last_shown = std::chrono::steady_clock::time_point();
   for (;;) {
     auto text = appliance::ControlRequest(DataDir(g), json{{"cmd", "job"}, {"job", job}}.dump());
     if (!text.ok() && text.status().code() == Code::kUnavailable) {
@@ -104,6 +105,14 @@ std::optional<json> WaitForJob(const Globals& g, const std::string& job, int& rc
     j = (*reply)["job"];
     std::string state = j.value("state", "");
     if (state != "running") break;
+    // Polled every 50 ms so that the end of a job is seen at once (a poll
+    // costs custosd well under a millisecond); progress is shown every 300.
+    auto now = std::chrono::steady_clock::now();
+    if (now - last_shown < std::chrono::milliseconds(300)) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      continue;
+    }
+    last_shown = now;
     if (tty) {
       std::fprintf(stderr, "\r\033[K%llu files, %s%s", (unsigned long long)j.value("files", uint64_t(0)),
                    HumanBytes(j.value("bytes", uint64_t(0))).c_str(),
@@ -114,7 +123,7 @@ std::optional<json> WaitForJob(const Globals& g, const std::string& job, int& rc
                        .dump()
                 << std::endl;
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   if (tty) std::fprintf(stderr, "\r\033[K");
   return j;
