@@ -129,6 +129,9 @@ Result<std::unique_ptr<Registry>> Registry::Open(const std::string& path) {
       " last_seen INTEGER NOT NULL DEFAULT 0,"
       " version TEXT NOT NULL DEFAULT '',"
       " host TEXT NOT NULL DEFAULT '')"));
+  // The ZAP handler looks a pending token up by its enrolment key at every
+  // connection attempt of an unenrolled key.
+  RETURN_IF_ERROR(r->Exec("CREATE INDEX IF NOT EXISTS agents_token_key ON agents (token_hash)"));
   RETURN_IF_ERROR(r->Exec(
       "CREATE TABLE IF NOT EXISTS jobs ("
       " id TEXT PRIMARY KEY,"
