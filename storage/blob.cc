@@ -4,6 +4,7 @@
 
 #include <cstdlib>
 #include <memory>
+#include <optional>
 
 #include "storage/format.h"
 
@@ -36,6 +37,43 @@ void SealInto(const Key32& data_key, ByteView payload, EncodedBlob* out) {
   out->entry.stored_length = uint32_t(out->box.size());
 }
 
+// Compresses `plaintext` at `zstd_level` (0 disables) into a buffer the
+// thread keeps (uninitialised: only the pages zstd writes get touched, and
+// no allocation per blob). The frame, valid until the thread's next call,
+// when it saves at least 1/32 of the size: below that, decompression costs
+// more than the bytes saved. The one compression policy of local blobs and
+// of blobs on the wire.
+std::optional<ByteView> CompressToScratch(ByteView plaintext, int zstd_level) {
+  if (zstd_level <= 0 || plaintext.size() < kMinCompressSize) return std::nullopt;
+  thread_local std::unique_ptr<ZSTD_CCtx, CCtxFree> cctx(ZSTD_createCCtx());
+  thread_local std::unique_ptr<uint8_t[]> scratch;
+  thread_local size_t scratch_size = 0;
+  size_t bound = ZSTD_compressBound(plaintext.size());
+  if (scratch_size < bound) {
+    scratch.reset(new uint8_t[bound]);
+    scratch_size = bound;
+  }
+  size_t n = ZSTD_compressCCtx(cctx.get(), scratch.get(), bound, plaintext.data(), plaintext.size(), zstd_level);
+  if (ZSTD_isError(n) || n >= plaintext.size() - plaintext.size() / 32) return std::nullopt;
+  return ByteView(scratch.get(), n);
+}
+
+// Decompresses `frame`, which must be one zstd frame declaring exactly
+// `size` (at most kMaxBlobSize) plaintext bytes, into (*out)[0, size);
+// *out grows to `size` if it is smaller, once the header has been checked.
+Status DecompressInto(ByteView frame, size_t size, Bytes* out) {
+  if (size > kMaxBlobSize) return CorruptionError("zstd: declared size too large");
+  unsigned long long declared = ZSTD_getFrameContentSize(frame.data(), frame.size());
+  if (declared == ZSTD_CONTENTSIZE_ERROR || declared == ZSTD_CONTENTSIZE_UNKNOWN || declared != size) {
+    return CorruptionError("zstd: bad frame header or size");
+  }
+  if (out->size() < size) out->resize(size);
+  thread_local std::unique_ptr<ZSTD_DCtx, DCtxFree> dctx(ZSTD_createDCtx());
+  size_t n = ZSTD_decompressDCtx(dctx.get(), out->data(), size, frame.data(), frame.size());
+  if (ZSTD_isError(n) || n != size) return CorruptionError("zstd: does not decompress");
+  return Status::Ok();
+}
+
 }  // namespace
 
 const char* BlobTypeName(BlobType t) { return t == BlobType::kTree ? "tree" : "data"; }
@@ -52,23 +90,9 @@ EncodedBlob EncodeBlob(const Key32& data_key, BlobType type, ByteView plaintext,
   out.entry.type = type;
   out.entry.raw_length = uint32_t(plaintext.size());
   ByteView payload = plaintext;
-  if (zstd_level > 0 && plaintext.size() >= kMinCompressSize) {
-    thread_local std::unique_ptr<ZSTD_CCtx, CCtxFree> cctx(ZSTD_createCCtx());
-    // Scratch space, uninitialised: only the pages zstd writes get touched.
-    thread_local std::unique_ptr<uint8_t[]> scratch;
-    thread_local size_t scratch_size = 0;
-    size_t bound = ZSTD_compressBound(plaintext.size());
-    if (scratch_size < bound) {
-      scratch.reset(new uint8_t[bound]);
-      scratch_size = bound;
-    }
-    size_t n = ZSTD_compressCCtx(cctx.get(), scratch.get(), bound, plaintext.data(), plaintext.size(), zstd_level);
-    // Keep the compressed form only when it saves at least 1/32 of the size:
-    // below that, decompression costs more than the bytes saved.
-    if (!ZSTD_isError(n) && n < plaintext.size() - plaintext.size() / 32) {
-      payload = ByteView(scratch.get(), n);
-      out.entry.compression = Compression::kZstd;
-    }
+  if (auto frame = CompressToScratch(plaintext, zstd_level)) {
+    payload = *frame;
+    out.entry.compression = Compression::kZstd;
   }
   SealInto(data_key, payload, &out);
   return out;
@@ -88,48 +112,29 @@ EncodedBlob EncodeCompressedBlob(const Key32& data_key, BlobType type, ByteView 
 
 bool ZstdCompress(ByteView plaintext, int zstd_level, Bytes* out) {
   out->clear();
-  if (zstd_level <= 0 || plaintext.size() < kMinCompressSize) return false;
-  thread_local std::unique_ptr<ZSTD_CCtx, CCtxFree> cctx(ZSTD_createCCtx());
-  // Compressed into a buffer the thread keeps (no allocation or zeroing of
-  // the bound per blob), then copied out at its size: the caller queues it.
-  thread_local Bytes scratch;
-  size_t bound = ZSTD_compressBound(plaintext.size());
-  if (scratch.size() < bound) scratch.resize(bound);
-  size_t n = ZSTD_compressCCtx(cctx.get(), scratch.data(), bound, plaintext.data(), plaintext.size(), zstd_level);
-  if (ZSTD_isError(n) || n >= plaintext.size() - plaintext.size() / 32) return false;
-  out->assign(scratch.begin(), scratch.begin() + n);
+  auto frame = CompressToScratch(plaintext, zstd_level);
+  if (!frame) return false;
+  out->assign(frame->begin(), frame->end());  // the caller queues it: a copy at its size
   return true;
 }
 
 Result<Bytes> ZstdDecompress(ByteView frame, size_t size) {
-  if (size > kMaxBlobSize) return CorruptionError("zstd: declared size too large");
-  unsigned long long declared = ZSTD_getFrameContentSize(frame.data(), frame.size());
-  if (declared == ZSTD_CONTENTSIZE_ERROR || declared == ZSTD_CONTENTSIZE_UNKNOWN || declared != size) {
-    return CorruptionError("zstd: bad frame header or size");
-  }
-  thread_local std::unique_ptr<ZSTD_DCtx, DCtxFree> dctx(ZSTD_createDCtx());
-  Bytes plain(size);
-  size_t n = ZSTD_decompressDCtx(dctx.get(), plain.data(), plain.size(), frame.data(), frame.size());
-  if (ZSTD_isError(n) || n != size) return CorruptionError("zstd: does not decompress");
+  Bytes plain;
+  RETURN_IF_ERROR(DecompressInto(frame, size, &plain));
   return plain;
 }
 
 Status VerifyFrame(ByteView frame, size_t size, const Id& id) {
-  if (size > kMaxBlobSize) return CorruptionError("zstd: declared size too large");
-  unsigned long long declared = ZSTD_getFrameContentSize(frame.data(), frame.size());
-  if (declared == ZSTD_CONTENTSIZE_ERROR || declared == ZSTD_CONTENTSIZE_UNKNOWN || declared != size) {
-    return CorruptionError("zstd: bad frame header or size");
-  }
   // Decompressed into one buffer that stays with the thread: no allocation,
   // no zeroing and no page faults per blob, and the plaintext is hashed
-  // while it is still in cache.
-  thread_local std::unique_ptr<ZSTD_DCtx, DCtxFree> dctx(ZSTD_createDCtx());
+  // while it is still in cache. A buffer grown past a chunker's largest
+  // chunk (an agent may declare up to kMaxBlobSize) is not kept.
+  constexpr size_t kKeep = 16u << 20;
   thread_local Bytes plain;
-  if (plain.size() < size) plain.resize(size);
-  size_t n = ZSTD_decompressDCtx(dctx.get(), plain.data(), size, frame.data(), frame.size());
-  if (ZSTD_isError(n) || n != size) return CorruptionError("zstd: does not decompress");
-  if (Sha256(ByteView(plain.data(), size)) != id) return IntegrityError("content does not hash to its ID");
-  return Status::Ok();
+  Status st = DecompressInto(frame, size, &plain);
+  if (st.ok() && Sha256(ByteView(plain.data(), size)) != id) st = IntegrityError("content does not hash to its ID");
+  if (plain.size() > kKeep) Bytes().swap(plain);
+  return st;
 }
 
 Result<Bytes> DecodeBlob(const Key32& data_key, const PackEntry& entry, ByteView box) {
