@@ -53,9 +53,7 @@ class Stmt {
 // half of its enrolment key pair, one-way like a hash of the secret, and the
 // key the ZAP handler admits for enrolment.
 std::string TokenKeyHex(const std::array<uint8_t, 16>& secret) {
-  CurveKey pub, sec;
-  EnrolKeyPair(secret, &pub, &sec);
-  sodium_memzero(sec.data(), sec.size());
+  CurveKey pub = EnrolPublicKey(secret);
   return ToHex(ByteView(pub.data(), pub.size()));
 }
 
@@ -80,6 +78,13 @@ void EnrolKeyPair(const std::array<uint8_t, 16>& secret, CurveKey* public_key, C
   crypto_generichash(secret_key->data(), secret_key->size(), reinterpret_cast<const uint8_t*>(kContext.data()),
                      kContext.size(), secret.data(), secret.size());
   crypto_scalarmult_base(public_key->data(), secret_key->data());
+}
+
+CurveKey EnrolPublicKey(const std::array<uint8_t, 16>& secret) {
+  CurveKey pub, sec;
+  EnrolKeyPair(secret, &pub, &sec);
+  sodium_memzero(sec.data(), sec.size());
+  return pub;
 }
 
 std::string FormatToken(const CurveKey& appliance_public, const std::array<uint8_t, 16>& secret) {

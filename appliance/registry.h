@@ -58,6 +58,8 @@ std::string FormatToken(const CurveKey& appliance_public, const std::array<uint8
 // keyed with the token secret over "custos.enrol.v1", public key = X25519
 // of it with the base point (cap.md section 4).
 void EnrolKeyPair(const std::array<uint8_t, 16>& secret, CurveKey* public_key, CurveKey* secret_key);
+// Its public half alone (what the registry stores and ZAP admits).
+CurveKey EnrolPublicKey(const std::array<uint8_t, 16>& secret);
 // InvalidArgument if malformed.
 Status ParseToken(const std::string& token, CurveKey* appliance_public, std::array<uint8_t, 16>* secret);
 

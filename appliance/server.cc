@@ -5,7 +5,6 @@
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
-#include <sodium.h>
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
@@ -1510,9 +1509,7 @@ struct Server::Impl {
     }
     std::array<uint8_t, 16> secret;
     std::copy(secret_bytes->begin(), secret_bytes->end(), secret.begin());
-    CurveKey token_pub, token_sec;
-    appliance::EnrolKeyPair(secret, &token_pub, &token_sec);
-    sodium_memzero(token_sec.data(), token_sec.size());
+    CurveKey token_pub = appliance::EnrolPublicKey(secret);
     // The secret must be the one whose key this connection was admitted
     // with, and the key to enrol must be another (the token's is public
     // knowledge to anyone who saw the token).
