@@ -338,7 +338,7 @@ TEST_CASE("VERIFY.sh checks a ledger of 5000 records", "[evidence][bundle][slow]
   for (int b = 0; b < 10; ++b) {
     std::vector<NewRecord> batch;
     for (int i = 0; i < 500; ++i) {
-      batch.push_back({"item", json{{"host", "web01"}, {"artifact", "file"}, {"path", "/srv/f" + std::to_string(b * 500 + i)}, {"object", obj}}, Agent()});
+      batch.push_back(FileItem("/srv/f" + std::to_string(b * 500 + i), obj));
     }
     REQUIRE(s->AppendBatch(c->id, batch).ok());
   }

@@ -235,7 +235,7 @@ TEST_CASE("case store appends a batch with one commit, all or nothing", "[eviden
   std::string obj = PutBytes(*s, "x");
   std::vector<NewRecord> batch;
   for (int i = 0; i < 50; ++i) {
-    batch.push_back({"item", json{{"host", "web01"}, {"artifact", "file"}, {"path", "/f" + std::to_string(i)}, {"object", obj}}, Agent()});
+    batch.push_back(FileItem("/f" + std::to_string(i), obj));
   }
   batch.push_back({"task.end", json{{"task", 2}}, Agent()});
   uint64_t before = s->Show(c->id)->records;

@@ -91,6 +91,11 @@ inline std::string PutBytes(evidence::CaseStore& s, const std::string& data) {
   return *hex;
 }
 
+// An `item` record of web01's `file` artifact: `path`, stored as `object`.
+inline evidence::NewRecord FileItem(const std::string& path, const std::string& object) {
+  return {"item", json{{"host", "web01"}, {"artifact", "file"}, {"path", path}, {"object", object}}, Agent()};
+}
+
 // The bodyfile a host's agent would produce (Sleuth Kit 3.x).
 inline std::string Bodyfile(const std::string& host) {
   return "0|/etc/passwd|1001|r/rrw-r--r--|0|0|1234|1795760000|1795760100|1795760200|0\n"
