@@ -274,12 +274,8 @@ Result<EnrolResult> Enrol(const std::string& endpoint, const std::string& token,
                               {"key", ToHex(ByteView(own_pub, sizeof own_pub))},
                               {"host", HostName()},
                               {"version", kCustosVersion}}));
-    bool refused = false;
-    std::optional<cap::DecodeResult> r;
-    for (auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-         !r && !refused && std::chrono::steady_clock::now() < until;) {
-      r = Receive(link, 100, &refused);
-    }
+    bool refused = false;  // the monitor reports only refusals: one wait ends at a reply, a refusal or the timeout
+    auto r = Receive(link, timeout_ms, &refused);
     if (refused) {
       return UnauthenticatedError("the appliance refused enrolment: the token is unknown there, already used or "
                                   "expired (ask for a new one with `custos agent add`)");
