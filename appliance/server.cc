@@ -896,26 +896,28 @@ struct Server::Impl {
   std::string IngestBlob(Job& j, const json& e, ByteView raw, Status* fatal) {
     Id bid = *Id::FromHex(e["id"].get<std::string>());  // the codec checked the form
     uint64_t size = e["size"];
+    size_t declared = size_t(std::min<uint64_t>(size, SIZE_MAX));
     bool tree = e["kind"] == "tree";
     bool zstd = e["compression"] == "zstd";
-    std::string rejected = "blob " + bid.Hex() + " rejected: ";
+    // The reason, built only for a blob that is rejected (this runs per blob).
+    auto rejected = [&](const std::string& why) { return "blob " + bid.Hex() + " rejected: " + why; };
     Result<Bytes> plain = Bytes();
     ByteView content = raw;  // a plain blob is checked where it lies (no copy)
     if (zstd && !tree) {
       // Most of the appliance's work: decompressed into a reused buffer and
       // hashed there, since only the frame is kept.
-      Status v = storage::VerifyFrame(raw, size_t(std::min<uint64_t>(size, SIZE_MAX)), bid);
-      if (!v.ok()) return rejected + v.message();
+      Status v = storage::VerifyFrame(raw, declared, bid);
+      if (!v.ok()) return rejected(v.message());
     } else {
       if (zstd) {
-        plain = storage::ZstdDecompress(raw, size_t(std::min<uint64_t>(size, SIZE_MAX)));
+        plain = storage::ZstdDecompress(raw, declared);
         if (plain.ok()) content = *plain;
       } else if (size != raw.size()) {
         plain = CorruptionError("size " + std::to_string(size) + " differs from the payload's");
       }
-      if (!plain.ok()) return rejected + plain.status().message();
-      if (Sha256(content) != bid) return rejected + "content does not hash to its ID";
-      if (tree && !snapshot::DecodeTree(content).ok()) return rejected + "not a valid tree";
+      if (!plain.ok()) return rejected(plain.status().message());
+      if (Sha256(content) != bid) return rejected("content does not hash to its ID");
+      if (tree && !snapshot::DecodeTree(content).ok()) return rejected("not a valid tree");
     }
     // A verified zstd frame is sealed as it came (no second compression);
     // a plain blob is sealed plain: the agent compressed with the
